@@ -1,0 +1,196 @@
+"""Command line (DESIGN.md "CLI", a contract).
+
+Exit codes: 0 success; 2 bad configuration, usage or repository state (one line naming the
+file, the key and the fix, never a traceback); 1 an unexpected failure (traceback written to
+`.autoresearch/`, a one-line pointer on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from . import __version__
+from .config import CONFIG_NAME, Config, ConfigError, load
+
+
+class UsageError(Exception):
+    pass
+
+
+def _common(p: argparse.ArgumentParser, sub: bool) -> None:
+    d = argparse.SUPPRESS if sub else None
+    p.add_argument("--config", metavar="FILE", default=d, help=f"configuration file (default: ./{CONFIG_NAME})")
+    p.add_argument("--headless", action="store_true", default=argparse.SUPPRESS if sub else False,
+                   help="plain lines on stdout, no TUI (for nohup, CI, non-TTY)")
+    p.add_argument("--max-iterations", metavar="N", type=int, default=d,
+                   help="bound the session to N experiments (0 or absent: unbounded)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="autoresearch-tui",
+        description="Run the autoresearch loop: propose, commit, run under a time budget, keep or revert.",
+    )
+    p.add_argument("--version", action="version", version=f"autoresearch-tui {__version__}")
+    _common(p, sub=False)
+    subs = p.add_subparsers(dest="cmd", metavar="{demo,check,summary}")
+    demo = subs.add_parser("demo", help="copy the bundled example into DIR, then run it")
+    demo.add_argument("dir", nargs="?", default="autoresearch-demo", metavar="DIR")
+    demo.add_argument("--iterations", type=int, default=None, metavar="N", help="experiments to run (default: until stopped)")
+    demo.add_argument("--budget", type=float, default=None, metavar="S", help="seconds of training per experiment (default 20)")
+    _common(demo, sub=True)
+    chk = subs.add_parser("check", help="preflight only: configuration, repository, files, command")
+    _common(chk, sub=True)
+    summ = subs.add_parser("summary", help="write and print autoresearch-summary.md from the results")
+    summ.add_argument("--plot", action="store_true", help="also write progress.png (needs matplotlib)")
+    _common(summ, sub=True)
+    return p
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    return Path(getattr(args, "config", None) or CONFIG_NAME)
+
+
+def _load(args: argparse.Namespace) -> Config:
+    path = _config_path(args)
+    cfg = load(path)
+    if args.max_iterations is not None:
+        if args.max_iterations < 0:
+            raise UsageError("--max-iterations must be 0 (unbounded) or more")
+        cfg.research.max_iterations = args.max_iterations
+    return cfg
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .engine.preflight import preflight
+
+    cfg = _load(args)
+    rep = preflight(cfg)
+    for line in rep.info:
+        print(f"ok: {line}")
+    for line in rep.warnings:
+        print(f"warning: {line}")
+    for line in rep.errors:
+        print(f"error: {line}", file=sys.stderr)
+    if rep.ok:
+        print(f"ok: {cfg.path} is valid; command: {cfg.research.command}; metric {cfg.metric.name} ({cfg.metric.direction})")
+        return 0
+    return 2
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from .engine.results import ResultsStore
+    from .summary import write_summary
+
+    cfg = _load(args)
+    store = ResultsStore(cfg.root, cfg.research.results_file, cfg.metric.name)
+    loaded = store.load(repair=False)
+    if not loaded.records:
+        raise UsageError(f"{cfg.research.results_file}: no experiments recorded yet; run a session first")
+    cost = sum(float(r.get("cost_usd") or 0) for r in loaded.records)
+    platform = {}
+    try:
+        import json
+
+        platform = json.loads((cfg.root / ".autoresearch" / "platform.json").read_text())
+    except (OSError, ValueError):
+        pass
+    path, text = write_summary(cfg, loaded.records, platform, cost)
+    print(text)
+    if args.plot:
+        from .plot import write_plot
+
+        png = write_plot(cfg, loaded.records)
+        print(f"plot: {png}")
+    print(f"written: {path}", file=sys.stderr)
+    return 0
+
+
+def run_session(cfg: Config, headless: bool) -> int:
+    from .engine.loop import Engine, SetupError
+
+    if not headless and not (sys.stdout.isatty() and sys.stdin.isatty()):
+        print("autoresearch-tui: not a terminal; running headless", file=sys.stderr)
+        headless = True
+    engine = Engine(cfg)
+    try:
+        if headless:
+            from .headless import run_headless
+
+            reason = run_headless(engine)
+        else:
+            from .ui.app import run_app
+
+            reason = run_app(cfg, engine=engine)
+    except SetupError as e:
+        print(f"autoresearch-tui: {e}", file=sys.stderr)
+        return 2
+    if reason and reason.startswith("the baseline run crashed"):
+        print(f"autoresearch-tui: {reason}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    path = _config_path(args)
+    if not path.exists() and not args.headless and sys.stdout.isatty() and sys.stdin.isatty():
+        from .ui.app import run_app
+
+        run_app(None, config_path=path, max_iterations=args.max_iterations)
+        return 0
+    cfg = _load(args)
+    return run_session(cfg, args.headless)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import prepare_demo
+
+    cfg = prepare_demo(Path(args.dir), iterations=args.iterations, budget=args.budget)
+    if getattr(args, "max_iterations", None) is not None:
+        cfg.research.max_iterations = args.max_iterations
+    print(f"demo: example copied to {cfg.root} (a git repository); starting the session", file=sys.stderr)
+    os.chdir(cfg.root)
+    return run_session(cfg, getattr(args, "headless", False))
+
+
+def _write_crash(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    for base in (Path(".autoresearch"), Path(os.environ.get("TMPDIR", "/tmp"))):
+        try:
+            base.mkdir(exist_ok=True)
+            path = base / f"crash-{time.strftime('%Y%m%d-%H%M%S')}.log"
+            path.write_text(text)
+            return str(path)
+        except OSError:
+            continue
+    return "(could not be written)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "max_iterations"):
+        args.max_iterations = None
+    try:
+        if args.cmd == "check":
+            return cmd_check(args)
+        if args.cmd == "summary":
+            return cmd_summary(args)
+        if args.cmd == "demo":
+            return cmd_demo(args)
+        return cmd_run(args)
+    except (ConfigError, UsageError) as e:
+        print(f"autoresearch-tui: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("autoresearch-tui: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the last line of defence: no traceback on screen
+        where = _write_crash(e)
+        print(f"autoresearch-tui: unexpected error ({type(e).__name__}: {e}); details in {where}", file=sys.stderr)
+        return 1

@@ -1,0 +1,1 @@
+"""The UI-agnostic engine: configuration in, events out. Never imports textual or rich."""

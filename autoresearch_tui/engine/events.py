@@ -1,0 +1,147 @@
+"""Typed engine events: plain dataclasses, the only thing subscribers (TUI, headless, tests) see."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Phase:
+    STARTING = "starting"
+    BASELINE = "baseline"
+    PROPOSING = "proposing"
+    COMMITTING = "committing"
+    RUNNING = "running"
+    MEASURING = "measuring"
+    KEPT = "kept"
+    DISCARDED = "discarded"
+    CRASHED = "crashed"
+    PAUSED = "paused"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+@dataclass
+class Event:
+    pass
+
+
+@dataclass
+class SessionStarted(Event):
+    branch: str
+    tag: str
+    start_branch: str
+    resumed: bool
+    metric: str
+    direction: str
+    max_iterations: int
+    time_budget_s: float
+    platform: dict[str, Any] = field(default_factory=dict)
+    proposer: str = "mutate"
+
+
+@dataclass
+class PhaseChanged(Event):
+    phase: str
+    iteration: int
+    detail: str = ""
+
+
+@dataclass
+class HistoryLoaded(Event):
+    """Every record already on disk (resume, or the baseline just recorded)."""
+
+    records: list[dict[str, Any]]
+    best: dict[str, Any] | None
+    baseline: dict[str, Any] | None
+
+
+@dataclass
+class ProposalReady(Event):
+    iteration: int
+    description: str
+    hypothesis: str = ""
+    idea: str = ""
+
+
+@dataclass
+class ProposalRejected(Event):
+    iteration: int
+    reason: str
+    attempt: int
+
+
+@dataclass
+class ProposalFailed(Event):
+    iteration: int
+    reason: str
+
+
+@dataclass
+class RunStarted(Event):
+    iteration: int
+    commit: str
+    description: str
+    log_path: str
+    time_budget_s: float
+    timeout_s: float
+    started_at: float
+    pid: int = 0
+
+
+@dataclass
+class RunFinished(Event):
+    iteration: int
+    exit_code: int | None
+    timed_out: bool
+    killed: bool
+    duration_s: float
+
+
+@dataclass
+class Decision(Event):
+    """A row was recorded (keep / discard / crash)."""
+
+    record: dict[str, Any]
+    best: dict[str, Any] | None
+    baseline: dict[str, Any] | None
+
+
+@dataclass
+class OverrideApplied(Event):
+    iteration: int
+    status: str
+    new_head: str
+    record: dict[str, Any]
+
+
+@dataclass
+class BacklogChanged(Event):
+    ideas: list[dict[str, Any]]
+
+
+@dataclass
+class CostUpdated(Event):
+    total_usd: float
+    total_tokens: int
+    last_usd: float = 0.0
+    last_tokens: int = 0
+
+
+@dataclass
+class ProgressReport(Event):
+    iteration: int
+    text: str
+
+
+@dataclass
+class Notice(Event):
+    level: str  # "info" | "warning" | "error"
+    text: str
+
+
+@dataclass
+class SessionEnded(Event):
+    reason: str
+    summary_path: str = ""
+    summary: str = ""

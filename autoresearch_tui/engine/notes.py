@@ -1,0 +1,179 @@
+"""`autoresearch.md`: the session notes (readable by a person and by the LLM) and the backlog.
+
+The `## Backlog` section is the truth for queued ideas: the user may edit it by hand, typed ideas
+are appended at once. Markers: `[ ]` queued, `[>]` running, `[x]` tried, `[-]` skipped.
+The file is not tracked by git (it is listed in .git/info/exclude).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+NOTES_NAME = "autoresearch.md"
+_ITEM = re.compile(r"^\s*[-*]\s*(?:\[([ >xX\-])\]\s*)?(.*\S)\s*$")
+_MARK = {" ": "queued", ">": "running", "x": "tried", "X": "tried", "-": "skipped"}
+_SYMBOL = {"queued": " ", "running": ">", "tried": "x", "skipped": "-"}
+SEP = " — "
+
+
+@dataclass
+class Idea:
+    text: str
+    status: str = "queued"
+    outcome: str = ""
+
+    def line(self) -> str:
+        tail = f"{SEP}{self.outcome}" if self.outcome else ""
+        return f"- [{_SYMBOL[self.status]}] {self.text}{tail}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"text": self.text, "status": self.status, "outcome": self.outcome}
+
+
+def clean_idea(text: str) -> str:
+    return " ".join(str(text).split())[:500]
+
+
+def parse_backlog(text: str) -> list[Idea]:
+    ideas: list[Idea] = []
+    in_section = False
+    for line in text.splitlines():
+        if line.startswith("## "):
+            in_section = line[3:].strip().lower().startswith("backlog")
+            continue
+        if not in_section:
+            continue
+        m = _ITEM.match(line)
+        if not m:
+            continue
+        mark, body = m.group(1) or " ", m.group(2)
+        status = _MARK.get(mark, "queued")
+        outcome = ""
+        if status in ("tried", "skipped", "running") and SEP in body:
+            body, outcome = body.split(SEP, 1)
+        ideas.append(Idea(clean_idea(body), status, outcome.strip()))
+    return ideas
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+
+
+class Notes:
+    def __init__(self, root: Path):
+        self.path = Path(root) / NOTES_NAME
+
+    def read_text(self) -> str:
+        try:
+            return self.path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def ideas(self) -> list[Idea]:
+        return parse_backlog(self.read_text())
+
+    def write_backlog(self, ideas: list[Idea]) -> None:
+        """Replace the Backlog section only (the rest of the file stays as it is)."""
+        text = self.read_text()
+        block = "## Backlog\n\n" + "".join(i.line() + "\n" for i in ideas) + "\n"
+        lines = text.splitlines(keepends=True)
+        start = next((k for k, ln in enumerate(lines) if ln.startswith("## ") and ln[3:].strip().lower().startswith("backlog")), None)
+        if start is None:
+            text = (text.rstrip("\n") + "\n\n" if text.strip() else "# Autoresearch\n\n") + block
+        else:
+            end = next((k for k in range(start + 1, len(lines)) if lines[k].startswith("## ")), len(lines))
+            text = "".join(lines[:start]) + block + "".join(lines[end:])
+        _atomic_write(self.path, text)
+
+    def write(self, body_before_backlog: str, ideas: list[Idea], body_after: str) -> None:
+        block = "## Backlog\n\n" + ("".join(i.line() + "\n" for i in ideas) or "(empty: type ideas with `i` in the app, or add `- [ ] idea` lines here)\n") + "\n"
+        _atomic_write(self.path, body_before_backlog.rstrip("\n") + "\n\n" + block + body_after.lstrip("\n"))
+
+
+def _fmt(v: Any) -> str:
+    return "—" if v is None else f"{float(v):.6f}"
+
+
+def render_notes(
+    cfg: Any,
+    records: list[dict[str, Any]],
+    best: dict[str, Any] | None,
+    baseline: dict[str, Any] | None,
+    platform: dict[str, Any],
+) -> tuple[str, str]:
+    """The notes around the backlog: (before, after)."""
+    r, m = cfg.research, cfg.metric
+    before = [
+        f"# Autoresearch: {r.goal or m.name}",
+        "",
+        "_Written by autoresearch-tui; the Backlog section is yours to edit. Everything here is "
+        "re-generated from results.tsv and .autoresearch/runs.jsonl._",
+        "",
+        "## Objective",
+        "",
+        r.goal or f"{m.direction} {m.name}",
+        "",
+        "## Metric",
+        "",
+        f"`{m.name}`, {m.direction} (lower is better)" if m.direction == "minimize" else f"`{m.name}`, maximize (higher is better)",
+        f"- extraction: {'regex ' + repr(m.pattern) if m.pattern else f'last `{m.name}: <number>` or `METRIC {m.name}=<number>` line of the log'}",
+        f"- keep: strictly better than the best by more than min_delta = {m.min_delta:g}",
+        "",
+        "## Command",
+        "",
+        f"`{r.command}` (budget {r.time_budget_s:g} s in AUTORESEARCH_TIME_BUDGET, killed after {r.effective_timeout:g} s)",
+        "",
+        "## Comparison protocol",
+        "",
+        f"Fixed: the time budget, the evaluator ({', '.join(r.read_only) or 'none'}), the data. "
+        f"Platform: {platform.get('summary', 'unknown')}.",
+        "",
+        "## Files in scope",
+        "",
+        *[f"- `{f}`" for f in r.files_in_scope],
+        "",
+        "## Off limits",
+        "",
+        *([f"- `{f}` (read-only, hash-checked before and after every run)" for f in r.read_only] or ["- (none)"]),
+        "",
+        "## Constraints",
+        "",
+        "- one change per experiment; no new dependencies",
+        "",
+        "## Guard",
+        "",
+        f"`{r.guard_command}`" if r.guard_command else "none",
+    ]
+    runs = [x for x in records if x.get("iteration", 0) > 0]
+    keeps = [x for x in runs if x.get("status") == "keep"]
+    discards = [x for x in runs if x.get("status") == "discard"]
+    crashes = [x for x in runs if x.get("status") == "crash"]
+    after = [
+        "## What's been tried",
+        "",
+        f"Baseline {_fmt(baseline and baseline.get('metric'))} → best {_fmt(best and best.get('metric'))} "
+        f"after {len(runs)} experiments ({len(keeps)} keep / {len(discards)} discard / {len(crashes)} crash).",
+        "",
+        "### Key wins",
+        "",
+        *([f"- #{x['iteration']} {x.get('description', '')} → {_fmt(x.get('metric'))}" for x in keeps] or ["- (none yet)"]),
+        "",
+        "### Dead ends (latest 15)",
+        "",
+        *([f"- #{x['iteration']} {x.get('description', '')} → {_fmt(x.get('metric'))}" for x in discards[-15:]] or ["- (none yet)"]),
+        "",
+        "### Crashes (latest 10)",
+        "",
+        *([f"- #{x['iteration']} {x.get('description', '')}: {x.get('crash_reason', '')[:160]}" for x in crashes[-10:]] or ["- (none)"]),
+        "",
+    ]
+    return "\n".join(before) + "\n", "\n".join(after)

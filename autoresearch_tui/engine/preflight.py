@@ -1,0 +1,135 @@
+"""Preflight (`autoresearch-tui check`): is this repository ready for a session?"""
+
+from __future__ import annotations
+
+import ast
+import fcntl
+import os
+import shlex
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..config import Config
+from .ledger import Ledger, TOOL_IGNORES
+
+
+@dataclass
+class Report:
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    info: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def program_of(command: str) -> str | None:
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    for w in words:
+        if "=" in w and not w.startswith(("/", ".")) and w.split("=", 1)[0].isidentifier():
+            continue  # FOO=bar prefix
+        if w in ("env", "exec", "nice", "time", "nohup"):
+            continue
+        return w
+    return None
+
+
+def find_program(prog: str, root: Path) -> bool:
+    if "/" in prog:
+        p = Path(prog) if os.path.isabs(prog) else root / prog
+        return p.is_file() and os.access(p, os.X_OK)
+    return shutil.which(prog) is not None or prog in ("cd", "true", "false", "exit", "echo", "test", "[", ":")
+
+
+def _tool_file(path: str, cfg: Config) -> bool:
+    names = {p.strip("/") for p in TOOL_IGNORES} | {cfg.research.results_file, cfg.path.name, cfg.path.name + ".tmp"}
+    first = path.split("/", 1)[0]
+    return path in names or first + "/" in {p.lstrip("/") for p in TOOL_IGNORES if p.endswith("/")}
+
+
+def preflight(cfg: Config, for_session: bool = False) -> Report:
+    rep = Report()
+    r = cfg.research
+    root = cfg.root
+    top = Ledger.toplevel(root)
+    if top is None:
+        rep.errors.append(f"{root}: not inside a git repository; run 'git init' and commit your files, then start again")
+        return rep
+    if top.resolve() != root.resolve():
+        rep.errors.append(
+            f"{cfg.path}: the configuration must sit in the repository's top folder ({top}); move it there"
+        )
+        return rep
+    led = Ledger(root, cfg.tag)
+    if not led.has_commits():
+        rep.errors.append(f"{root}: the repository has no commits yet; commit your training files first (git add -A && git commit)")
+        return rep
+    branch = led.current_branch()
+    if branch is None:
+        rep.errors.append(f"{root}: HEAD is detached; check out a branch first (e.g. git switch main)")
+        return rep
+    dirty = [c for c in led.status() if not c.status.startswith("??") and not _tool_file(c.path, cfg)]
+    if dirty:
+        names = ", ".join(c.path for c in dirty[:5]) + (" …" if len(dirty) > 5 else "")
+        if branch == cfg.branch:
+            rep.warnings.append(f"uncommitted changes on {branch} ({names}) will be reset to the best commit")
+        else:
+            rep.errors.append(f"{root}: uncommitted changes in {names}; commit or stash them first (the tool only commits experiments)")
+    for key in ("files_in_scope", "read_only"):
+        for f in getattr(r, key):
+            p = root / f
+            if p.is_symlink():
+                rep.errors.append(f"{cfg.path.name}: [research] {key} entry '{f}' is a symbolic link; name the real file")
+            elif not p.exists():
+                rep.errors.append(f"{cfg.path.name}: [research] {key} entry '{f}' does not exist in {root}; fix the path or create and commit the file")
+            elif not p.is_file():
+                rep.errors.append(f"{cfg.path.name}: [research] {key} entry '{f}' is not a file; name files, not folders")
+            elif not led.is_tracked(f):
+                rep.errors.append(f"{cfg.path.name}: [research] {key} entry '{f}' is not committed; git add and commit it first")
+            elif key == "files_in_scope" and f.endswith(".py"):
+                try:
+                    ast.parse(p.read_text(encoding="utf-8", errors="replace"))
+                except SyntaxError as e:
+                    rep.warnings.append(f"{f} does not parse (line {e.lineno}: {e.msg}); the baseline will crash")
+    prog = program_of(r.command)
+    if prog is None:
+        rep.errors.append(f"{cfg.path.name}: [research] command has no program to run; set it, e.g. \"python train.py\"")
+    elif not find_program(prog, root):
+        rep.errors.append(f"{cfg.path.name}: [research] command: program '{prog}' was not found on PATH; install it or fix the command")
+    if r.guard_command:
+        g = program_of(r.guard_command)
+        if g is None or not find_program(g, root):
+            rep.errors.append(f"{cfg.path.name}: [research] guard_command: program '{g}' was not found on PATH; fix it or leave guard_command empty")
+    if r.program and r.program != "program.md" and not (root / r.program).exists():
+        rep.warnings.append(f"{cfg.path.name}: [research] program '{r.program}' does not exist; the LLM gets no research strategy")
+    if cfg.proposer.kind == "llm":
+        from ..proposers.llm import key_status
+
+        warn = key_status(cfg)
+        if warn:
+            rep.warnings.append(warn)
+    if led.branch_exists():
+        tsv = root / r.results_file
+        rows = 0
+        if tsv.exists():
+            rows = max(0, sum(1 for ln in tsv.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()) - 1)
+        rep.info.append(f"resume: branch {cfg.branch} exists ({rows} experiment rows in {r.results_file}); no new baseline")
+    else:
+        rep.info.append(f"new session: branch {cfg.branch} will be created from {branch}; the baseline runs first")
+    if not for_session:
+        lock = root / ".autoresearch" / "lock"
+        if lock.exists():
+            fd = os.open(lock, os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            except OSError:
+                rep.errors.append(f"{lock}: another autoresearch-tui is running in this repository; stop it first")
+            finally:
+                os.close(fd)
+    return rep
