@@ -325,6 +325,7 @@ class Engine:
             self.emit(HistoryLoaded(list(self.records), self.best, self.baseline))
             self.emit(BacklogChanged([i.to_dict() for i in self.notes.ideas()]))
             await self._recover_inflight()
+            self.experiments_this_session = 0  # a recovered run belongs to the earlier session
             msg = await self._thread(self._restore_branch_sync)
             if msg:
                 self.notice(msg, "warning")

@@ -119,7 +119,9 @@ def start(
         exit_path.unlink()
     except FileNotFoundError:
         pass
-    script = command + '\n__ar_rc=$?\necho "$__ar_rc" > "$AUTORESEARCH_EXIT_FILE"\nexit "$__ar_rc"\n'
+    # the exit status goes to a file (also after `exit N` inside the command) so that a
+    # restarted app can score a run that ended while it was away
+    script = "trap 'echo $? > \"$AUTORESEARCH_EXIT_FILE\"' EXIT\n" + command + "\n"
     with open(log_path, "wb") as log:
         popen = subprocess.Popen(
             ["/bin/sh", "-c", script],
