@@ -106,7 +106,7 @@ def _key(v: Any) -> str:
     if isinstance(v, bool):
         return str(v)
     if isinstance(v, (int, float)):
-        return repr(float(f"{float(v):.4g}"))
+        return repr(float(f"{float(v):.3g}"))  # the precision fmt() writes
     return str(v)
 
 
