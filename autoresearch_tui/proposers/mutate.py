@@ -130,19 +130,26 @@ def candidates(c: Constant) -> list[Any]:
         return [o for o in opts if o != v]
     if isinstance(v, int):
         if v == 0:
-            return [1, 2]
+            return [1, 2, 4]
         if abs(v) <= 4:
-            return [x for x in (v + 1, v - 1, v * 2) if x > 0 or v < 0]
-        return [v * 2, max(1, v // 2), int(round(v * 1.5)), max(1, int(round(v / 1.5)))]
+            return [x for x in (v + 1, v - 1, v * 2, v + 2, v + 3) if x > 0 or v < 0]
+        moves = [v * 2, v // 2, v * 1.5, v / 1.5, v * 4, v // 4, v * 1.25, v * 0.75, v + 1, v - 1]
+        out: list[Any] = []
+        for x in moves:
+            x = max(1, int(round(x)))
+            if x != v and x not in out:
+                out.append(x)
+        return out
     if isinstance(v, float):
         if v == 0:
-            return [0.1, 0.01]
+            return [0.1, 0.01, 0.05]
         if 0.8 < v < 1:  # betas, momentum, EMA decays: move the distance to 1
             gap = 1 - v
-            return [round(1 - gap / 2, 6), round(1 - gap * 2, 6)]
+            return [round(1 - gap / 2, 6), round(1 - gap * 2, 6), round(1 - gap / 4, 6), round(1 - gap * 1.5, 6)]
         if "DROPOUT" in c.name.upper() and 0 < v < 1:
-            return [0.0, v / 2, min(0.5, v * 2)]
-        return [v * 2, v / 2, v * 1.5, v / 1.5]
+            return [0.0, v / 2, min(0.5, v * 2), min(0.5, v * 1.5)]
+        # nearest moves first; wider ones once every constant had its near moves
+        return [v * 2, v / 2, v * 1.5, v / 1.5, v * 4, v / 4, v * 1.25, v * 0.8, v * 3, v / 3, v * 10, v / 10]
     return []
 
 
