@@ -96,7 +96,7 @@ def fmt(v: Any) -> str:
             return "0.0"
         r = float(f"{v:.3g}")
         s = repr(r)
-        if "e" in s or abs(r) < 1e-3:
+        if "e" in s:
             s = f"{r:.2e}".replace("e-0", "e-").replace("e+0", "e")
         return s
     return repr(v)
