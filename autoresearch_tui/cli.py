@@ -16,10 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import CONFIG_NAME, Config, ConfigError, load
-
-
-class UsageError(Exception):
-    pass
+from .errors import UsageError
 
 
 def _common(p: argparse.ArgumentParser, sub: bool) -> None:

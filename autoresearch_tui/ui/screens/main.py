@@ -1,0 +1,296 @@
+"""The main screen: status, live log, results, sparkline, git log, backlog — and the keys."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input
+
+from ...engine import events as ev
+from ...headless import format_event
+from ..messages import EngineEvent
+from ..widgets.backlog import BacklogPane
+from ..widgets.chart import MetricChart
+from ..widgets.gitlog import GitLogPane
+from ..widgets.logview import LogPane
+from ..widgets.results import ResultsTable
+from ..widgets.status import StatusBar
+from .modals import ConfirmScreen, QuitScreen, TextScreen
+
+
+class MainScreen(Screen):
+    BINDINGS = [
+        Binding("p", "pause", "Pause", id="pause"),
+        Binding("p", "resume", "Resume", id="resume"),
+        Binding("s", "stop", "Stop after run", id="stop"),
+        Binding("x", "kill", "Kill run", id="kill"),
+        Binding("k", "keep", "Keep", id="keep"),
+        Binding("d", "discard", "Discard", id="discard"),
+        Binding("enter", "show_diff", "Diff", id="diff", show=False),
+        Binding("i", "focus_idea", "Idea", id="idea"),
+        Binding("t", "pick_theme", "Theme", id="theme"),
+        Binding("question_mark", "help", "Help", id="help"),
+        Binding("q", "quit", "Quit", id="quit"),
+        Binding("end", "follow_log", "Follow log", id="follow", show=False),
+        Binding("escape", "leave_input", "Back", id="leave", show=False),
+    ]
+
+    paused: reactive[bool] = reactive(False, bindings=True)
+    running: reactive[bool] = reactive(False, bindings=True)
+    stopping: reactive[bool] = reactive(False, bindings=True)
+    selection: reactive[str] = reactive("", bindings=True)  # status of the selected row
+
+    def __init__(self, engine: Any, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.engine = engine
+        self.clock = clock
+        self.current_iteration: int | None = None
+        self.current_description = ""
+
+    # ---------------------------------------------------------------- layout
+    def compose(self) -> ComposeResult:
+        yield StatusBar(clock=self.clock, id="status")
+        with Horizontal(id="top"):
+            yield LogPane(id="logpane")
+            with Vertical(id="side"):
+                yield MetricChart(id="chart")
+                yield GitLogPane("(git log)", id="gitlog")
+                yield BacklogPane(id="backlog")
+        yield ResultsTable(id="results")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        cfg = self.engine.cfg
+        status = self.query_one(StatusBar)
+        status.branch, status.metric, status.direction = cfg.branch, cfg.metric.name, cfg.metric.direction
+        status.max_iterations = self.engine.max_iterations
+        self.query_one(MetricChart).set_direction(cfg.metric.direction)
+        self.query_one("#chart").border_title = f"{cfg.metric.name} ({cfg.metric.direction})"
+        self.query_one("#logpane").border_title = "run log"
+        self.query_one("#gitlog").border_title = f"git log {cfg.branch}"
+        self.query_one("#backlog").border_title = "backlog"
+        self.query_one("#results").border_title = "results"
+        self.query_one(ResultsTable).focus()
+
+    # ---------------------------------------------------------------- events
+    @on(EngineEvent)
+    def on_engine_event(self, message: EngineEvent) -> None:
+        self.apply(message.event)
+
+    def apply(self, e: ev.Event) -> None:
+        status = self.query_one(StatusBar)
+        table = self.query_one(ResultsTable)
+        if isinstance(e, ev.SessionStarted):
+            status.platform = e.platform.get("summary", "")
+            status.max_iterations = e.max_iterations
+            self.refresh_git_log()
+        elif isinstance(e, ev.HistoryLoaded):
+            table.load(e.records)
+            self.query_one(MetricChart).load(e.records)
+            self._best(status, e.best, e.baseline)
+            status.iteration = len(e.records)
+            self._update_selection()
+        elif isinstance(e, ev.PhaseChanged):
+            status.phase, status.detail, status.iteration = e.phase, e.detail, e.iteration
+            self.paused = self.engine.paused
+            status.paused = self.paused
+            self.stopping = self.engine.stopping
+        elif isinstance(e, ev.RunStarted):
+            self.running = True
+            self.current_iteration, self.current_description = e.iteration, e.description
+            status.run_start, status.budget, status.timeout = e.started_at, e.time_budget_s, e.timeout_s
+            self.query_one(LogPane).follow(e.log_path, f"#{e.iteration} {e.description} — {e.commit[:7]}")
+            self.refresh_git_log()
+        elif isinstance(e, ev.RunFinished):
+            self.running = False
+            status.run_start = None
+        elif isinstance(e, ev.Decision):
+            table.upsert(e.record)
+            status.session_done = self.engine.experiments_this_session
+            self.query_one(MetricChart).add(e.record)
+            self._best(status, e.best, e.baseline)
+            self.refresh_git_log()
+            self._update_selection()
+        elif isinstance(e, ev.OverrideApplied):
+            table.upsert(e.record, scroll=False)
+            self.refresh_git_log()
+            self._update_selection()
+        elif isinstance(e, ev.BacklogChanged):
+            self.query_one(BacklogPane).set_ideas(e.ideas)
+        elif isinstance(e, ev.CostUpdated):
+            status.cost, status.tokens = e.total_usd, e.total_tokens
+        elif isinstance(e, ev.ProgressReport):
+            self.app.notify(e.text, title="progress", timeout=10)
+        elif isinstance(e, ev.Notice):
+            severity = {"warning": "warning", "error": "error"}.get(e.level, "information")
+            self.app.notify(e.text, severity=severity, timeout=8 if e.level == "info" else 15)
+        elif isinstance(e, (ev.ProposalRejected, ev.ProposalFailed)):
+            self.app.notify(format_event(e, self.engine) or "", severity="warning", timeout=6)
+        elif isinstance(e, ev.SessionEnded):
+            self.running = False
+            self.app.notify(format_event(e, self.engine) or "session ended", title="session ended", timeout=30)
+        status.refresh_status()
+
+    def _best(self, status: StatusBar, best: dict | None, baseline: dict | None) -> None:
+        status.best = best.get("metric") if best else None
+        status.baseline = baseline.get("metric") if baseline else None
+
+    @work(exclusive=True, group="gitlog", thread=True)
+    def refresh_git_log(self) -> None:
+        entries = self.engine.ledger.log(25)
+        self.app.call_from_thread(self.query_one(GitLogPane).set_log, entries)
+
+    # ------------------------------------------------------------ selection
+    @on(DataTable.RowHighlighted)
+    def _row_highlighted(self, _: DataTable.RowHighlighted) -> None:
+        self._update_selection()
+
+    def _update_selection(self) -> None:
+        rec = self.query_one(ResultsTable).selected()
+        if rec is None:
+            self.selection = ""
+        elif rec.get("is_baseline") or rec.get("remeasure_of") is not None:
+            self.selection = "fixed"
+        else:
+            self.selection = rec.get("status", "")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "pause":
+            return not self.paused
+        if action == "resume":
+            return self.paused
+        if action == "keep":
+            return True if self.selection == "discard" else None
+        if action == "discard":
+            return True if self.selection == "keep" else None
+        if action == "kill":
+            return True if self.running else None
+        if action == "stop":
+            return None if self.stopping else True
+        return True
+
+    # -------------------------------------------------------------- actions
+    def action_pause(self) -> None:
+        self.engine.pause()
+        self.paused = True
+        self.query_one(StatusBar).paused = True
+
+    def action_resume(self) -> None:
+        self.engine.resume()
+        self.paused = False
+        self.query_one(StatusBar).paused = False
+
+    def action_stop(self) -> None:
+        self.engine.stop_after_run()
+        self.stopping = True
+        self.app.notify("the session stops after the current run", timeout=5)
+
+    def action_kill(self) -> None:
+        if not self.engine.current_run:
+            return
+
+        def done(yes: bool | None) -> None:
+            if yes and self.engine.kill_run():
+                self.app.notify(f"killing #{self.current_iteration}; it is recorded as crash", severity="warning")
+
+        self.app.push_screen(ConfirmScreen(f"Kill experiment #{self.current_iteration} ({self.current_description[:50]})? It is recorded as crash.", "Kill"), done)
+
+    def _override(self, status: str) -> None:
+        rec = self.query_one(ResultsTable).selected()
+        if rec is None:
+            return
+        self.engine.override(int(rec["iteration"]), status)
+        self.app.notify(f"#{rec['iteration']} → {status}" + (" (after the current run)" if self.running else ""), timeout=5)
+
+    def action_keep(self) -> None:
+        self._override("keep")
+
+    def action_discard(self) -> None:
+        self._override("discard")
+
+    def action_show_diff(self) -> None:
+        rec = self.query_one(ResultsTable).selected()
+        if rec is None:
+            return
+        screen = TextScreen(f"#{rec['iteration']} {rec.get('description', '')} — {rec.get('status', '')}")
+        self.app.push_screen(screen)
+        self._load_diff(rec, screen)
+
+    @work(thread=True, group="diff")
+    def _load_diff(self, rec: dict, screen: TextScreen) -> None:
+        from ...engine.metrics import error_tail, read_log_text
+
+        led = self.engine.ledger
+        commit = rec.get("commit", "")
+        parent = rec.get("parent") or (commit + "^" if commit else "")
+        try:
+            diff = led.diff(parent, commit) if commit and not rec.get("is_baseline") else "(the baseline: no change)"
+        except Exception as e:  # noqa: BLE001
+            diff = f"(diff unavailable: {e})"
+        log = rec.get("log")
+        tail = error_tail(read_log_text(self.engine.root / log), lines=25) if log else ""
+        facts = [f"commit {commit}", f"ref {rec.get('ref', '')}", f"metric {rec.get('metric')}", f"exit {rec.get('exit_code')}",
+                 f"duration {rec.get('duration_s')} s"]
+        if rec.get("crash_reason"):
+            facts.append(f"crash: {rec['crash_reason']}")
+        if rec.get("hypothesis"):
+            facts.append(f"hypothesis: {rec['hypothesis']}")
+        body = "\n".join(facts) + "\n\n" + diff + "\n──── log tail ────\n" + tail
+        self.app.call_from_thread(screen.set_body, body)
+
+    @on(DataTable.RowSelected)
+    def _row_selected(self, _: DataTable.RowSelected) -> None:
+        self.action_show_diff()
+
+    def action_focus_idea(self) -> None:
+        self.query_one("#idea-input", Input).focus()
+
+    def action_leave_input(self) -> None:
+        self.query_one(ResultsTable).focus()
+
+    def action_follow_log(self) -> None:
+        from textual.widgets import Log
+
+        self.query_one(Log).scroll_end(animate=False)
+
+    @on(Input.Submitted, "#idea-input")
+    async def _idea(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        event.input.value = ""
+        if text:
+            ok = await asyncio.to_thread(self.engine.add_idea, text)
+            if ok:
+                self.app.notify(f"queued for the next iteration: {text[:60]}", timeout=4)
+
+    def action_pick_theme(self) -> None:
+        self.app.action_change_theme()
+
+    def action_help(self) -> None:
+        lines = ["Keys (remap in ~/.config/autoresearch-tui/keymap.toml as id = \"key\"):", ""]
+        for b in self.BINDINGS:
+            if isinstance(b, Binding):
+                lines.append(f"  {b.key:<14} {b.description:<16} id={b.id}")
+        lines += ["", "ctrl+p opens the command palette: every action is there too.",
+                  "The loop: propose → commit → run under the budget → measure → keep if strictly better, else revert.",
+                  "Crashes, timeouts, NaN and a touched evaluator are recorded as crash; nothing is lost."]
+        self.app.push_screen(TextScreen("Help", "\n".join(lines)))
+
+    def action_quit(self) -> None:
+        app: Any = self.app
+        if not self.running:
+            app.shutdown("stop")
+            return
+
+        def done(choice: str | None) -> None:
+            if choice in ("after", "kill", "detach"):
+                app.shutdown(choice)
+
+        self.app.push_screen(QuitScreen(self.current_iteration, self.current_description), done)

@@ -1,0 +1,240 @@
+"""The setup wizard (Phase 0): every field with a detected default, inline validation with the
+engine's own messages, a confirmation table, and the file written with tomli-w."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
+
+from ... import detect
+from ...config import Config, ConfigError, default_tag, from_dict, save
+
+# (id, label, hint)
+FIELDS = [
+    ("goal", "Goal", "one line, shown in the app and given to the LLM"),
+    ("files_in_scope", "Files in scope", "comma-separated: the only files an experiment may change"),
+    ("read_only", "Read-only evaluator", "comma-separated: hashed, never changed"),
+    ("command", "Command", "one experiment, run in the repository's top folder"),
+    ("time_budget_s", "Time budget (s)", "training seconds per experiment (required), e.g. 300"),
+    ("timeout_s", "Kill after (s)", "empty = 2 x budget"),
+    ("max_iterations", "Max iterations", "0 = until stopped"),
+    ("metric", "Metric", "its name as the log prints it (name: value)"),
+    ("min_delta", "Minimum improvement", "keep only if better by more than this"),
+    ("branch_tag", "Branch tag", "the branch is autoresearch/<tag>"),
+    ("guard_command", "Guard command", "optional: must pass before a keep (e.g. pytest -x -q)"),
+    ("model", "LLM model", "litellm model string (proposer llm)"),
+    ("api_base", "LLM api_base", "optional local server, e.g. http://127.0.0.1:11434"),
+]
+
+
+def _split(s: str) -> list[str]:
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+class WizardScreen(Screen[Config | None]):
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="wizard-cancel"),
+                Binding("ctrl+s", "review", "Review", id="wizard-review")]
+
+    def __init__(self, path: Path, env: dict[str, str] | None = None, probe_local: bool = True) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.root = self.path.resolve().parent
+        self.env = env
+        self.probe_local = probe_local
+        self.platform: dict[str, Any] = {}
+        self.cfg: Config | None = None
+
+    def defaults(self) -> dict[str, str]:
+        train = detect.training_script(self.root)
+        ev = detect.evaluator(self.root, train)
+        metric = detect.guess_metric(self.root, [*ev, train])
+        prop = detect.proposer_defaults(self.env, self.probe_local)
+        self._proposer_why = prop["why"]
+        return {
+            "goal": f"{detect.guess_direction(metric)} {metric}",
+            "files_in_scope": train,
+            "read_only": ", ".join(ev),
+            "command": f"python {shlex.quote(train)}",
+            "time_budget_s": "",
+            "timeout_s": "",
+            "max_iterations": "0",
+            "metric": metric,
+            "direction": detect.guess_direction(metric),
+            "min_delta": "0",
+            "branch_tag": default_tag(),
+            "guard_command": "",
+            "kind": prop["kind"],
+            "model": prop["model"],
+            "api_base": prop["api_base"],
+        }
+
+    def compose(self) -> ComposeResult:
+        d = self.defaults()
+        with VerticalScroll(id="wizard"):
+            yield Label(f"[b]autoresearch-tui setup[/b] — {self.root}", id="wizard-title")
+            yield Static("Platform: detecting…", id="wizard-platform")
+            for fid, label, hint in FIELDS:
+                if fid == "metric":
+                    with Horizontal(classes="field-row"):
+                        yield Label("Direction", classes="field-label")
+                        yield Select([("minimize", "minimize"), ("maximize", "maximize")], value=d["direction"],
+                                     allow_blank=False, id="f-direction", classes="field-input")
+                if fid == "model":
+                    with Horizontal(classes="field-row"):
+                        yield Label("Proposer", classes="field-label")
+                        yield Select([("mutate (offline)", "mutate"), ("llm (litellm)", "llm")], value=d["kind"],
+                                     allow_blank=False, id="f-kind", classes="field-input")
+                    yield Static(f"detected: {self._proposer_why}", classes="field-hint")
+                with Horizontal(classes="field-row"):
+                    yield Label(label, classes="field-label")
+                    yield Input(value=d[fid], placeholder=hint, id=f"f-{fid}", classes="field-input")
+                yield Static(hint, classes="field-hint")
+            yield Static("", id="wizard-error")
+            yield Static("", id="wizard-ok")
+            with Horizontal(id="wizard-buttons"):
+                yield Button("Review (ctrl+s)", variant="primary", id="review")
+                yield Button("Cancel", id="cancel")
+            yield DataTable(id="confirm-table", show_cursor=False)
+            with Horizontal(id="wizard-buttons-2"):
+                yield Button("Write autoresearch.toml and start", variant="success", id="start", disabled=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        t = self.query_one("#confirm-table", DataTable)
+        t.add_column("Parameter", key="p")
+        t.add_column("Value", key="v")
+        t.display = False
+        self.validate()
+        self.detect_platform()
+
+    @work(thread=True)
+    def detect_platform(self) -> None:
+        from ...engine.platform import detect as detect_platform
+
+        info = detect_platform()
+        self.platform = info
+        text = f"Platform: {info.get('summary')} · " + "; ".join(info.get("advice", [])[:1])
+        self.app.call_from_thread(self.query_one("#wizard-platform", Static).update, text)
+
+    # ------------------------------------------------------------ validation
+    def value(self, fid: str) -> str:
+        return self.query_one(f"#f-{fid}", Input).value.strip()
+
+    def build(self) -> Config:
+        def num(fid: str, default: str = "0") -> float:
+            raw = self.value(fid) or default
+            try:
+                return float(raw)
+            except ValueError:
+                raise ConfigError(f"{self.path.name}: [research] {fid} must be a number (got {raw!r})") from None
+
+        if not self.value("time_budget_s"):
+            raise ConfigError(f"{self.path.name}: [research] time_budget_s is not set; type the seconds of training per experiment, e.g. 300")
+        mi = self.value("max_iterations") or "0"
+        if not mi.isdigit():
+            raise ConfigError(f"{self.path.name}: [research] max_iterations must be a whole number, 0 = until stopped (got {mi!r})")
+        try:
+            min_delta = float(self.value("min_delta") or "0")
+        except ValueError:
+            raise ConfigError(f"{self.path.name}: [metric] min_delta must be a number (got {self.value('min_delta')!r})") from None
+        data = {
+            "research": {
+                "goal": self.value("goal"),
+                "files_in_scope": _split(self.value("files_in_scope")),
+                "read_only": _split(self.value("read_only")),
+                "command": self.value("command"),
+                "time_budget_s": num("time_budget_s"),
+                "timeout_s": num("timeout_s"),
+                "max_iterations": int(mi),
+                "branch_tag": self.value("branch_tag"),
+                "guard_command": self.value("guard_command"),
+            },
+            "metric": {
+                "name": self.value("metric"),
+                "direction": str(self.query_one("#f-direction", Select).value),
+                "min_delta": min_delta,
+            },
+            "proposer": {
+                "kind": str(self.query_one("#f-kind", Select).value),
+                "model": self.value("model"),
+                "api_base": self.value("api_base"),
+            },
+        }
+        cfg = from_dict(data, self.path)
+        for key in ("files_in_scope", "read_only"):
+            for f in getattr(cfg.research, key):
+                if not (self.root / f).is_file():
+                    raise ConfigError(f"{self.path.name}: [research] {key} entry '{f}' does not exist in {self.root}; fix the path")
+        return cfg
+
+    def validate(self) -> Config | None:
+        err = self.query_one("#wizard-error", Static)
+        ok = self.query_one("#wizard-ok", Static)
+        try:
+            cfg = self.build()
+        except ConfigError as e:
+            err.update(str(e))
+            ok.update("")
+            self.query_one("#start", Button).disabled = True
+            return None
+        err.update("")
+        ok.update("✓ valid — press Review")
+        return cfg
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def _changed(self, _: Any) -> None:
+        self.query_one("#start", Button).disabled = True
+        self.query_one("#confirm-table", DataTable).display = False
+        self.validate()
+
+    # --------------------------------------------------------------- actions
+    def action_review(self) -> None:
+        cfg = self.validate()
+        if cfg is None:
+            return
+        self.cfg = cfg
+        r, m, p = cfg.research, cfg.metric, cfg.proposer
+        rows = [
+            ("Training script(s)", ", ".join(r.files_in_scope)),
+            ("Read-only", ", ".join(r.read_only) or "(none)"),
+            ("Command", r.command),
+            ("Time budget / run", f"{r.time_budget_s:g} s (killed after {r.effective_timeout:g} s)"),
+            ("Metric", f"{m.name} ({m.direction}), min_delta {m.min_delta:g}"),
+            ("Max iterations", str(r.max_iterations or "unlimited")),
+            ("Branch", cfg.branch),
+            ("Results file", r.results_file),
+            ("Guard", r.guard_command or "none"),
+            ("Proposer", p.kind + (f" · {p.model}" if p.kind == "llm" else "") + (f" · {p.api_base}" if p.api_base else "")),
+            ("Platform", self.platform.get("summary", "detecting…")),
+        ]
+        t = self.query_one("#confirm-table", DataTable)
+        t.clear()
+        for k, v in rows:
+            t.add_row(k, v)
+        t.display = True
+        start = self.query_one("#start", Button)
+        start.disabled = False
+        start.focus()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed)
+    def _button(self, event: Button.Pressed) -> None:
+        if event.button.id == "review":
+            self.action_review()
+        elif event.button.id == "cancel":
+            self.action_cancel()
+        elif event.button.id == "start" and self.cfg is not None:
+            save(self.cfg, self.path)
+            self.app.notify(f"wrote {self.path}", timeout=5)
+            self.dismiss(self.cfg)

@@ -1,0 +1,55 @@
+"""The metric sparkline, the running best beneath it, and their numbers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Sparkline, Static
+
+
+class MetricChart(Vertical):
+    def __init__(self, direction: str = "minimize", **kw: Any) -> None:
+        super().__init__(**kw)
+        self.direction = direction
+        self.values: list[float] = []
+        self.best: list[float] = []
+
+    def compose(self) -> ComposeResult:
+        yield Static("metric", id="chart-title")
+        yield Sparkline([], id="spark-metric")
+        yield Sparkline([], id="spark-best")
+        yield Static("", id="chart-numbers")
+
+    def set_direction(self, direction: str) -> None:
+        self.direction = direction
+        fn = min if direction == "minimize" else max
+        for s in self.query(Sparkline):
+            s.summary_function = fn
+
+    def add(self, rec: dict[str, Any]) -> None:
+        v = rec.get("metric")
+        if v is None or rec.get("status") == "crash":
+            return
+        self.values = [*self.values, float(v)]  # a new list: Sparkline repaints on a new object
+        pick = min if self.direction == "minimize" else max
+        kept = float(v) if rec.get("status") == "keep" else None
+        cur = self.best[-1] if self.best else None
+        nb = kept if cur is None else (pick(cur, kept) if kept is not None else cur)
+        self.best = [*self.best, nb if nb is not None else float(v)]
+        self._show()
+
+    def load(self, records: list[dict[str, Any]]) -> None:
+        for r in records:
+            self.add(r)
+        self._show()
+
+    def _show(self) -> None:
+        self.query_one("#spark-metric", Sparkline).data = self.values[-400:]
+        self.query_one("#spark-best", Sparkline).data = self.best[-400:]
+        if self.values:
+            text = f"last {self.values[-1]:.6f} · best {self.best[-1]:.6f} · n {len(self.values)}"
+        else:
+            text = "no measurement yet"
+        self.query_one("#chart-numbers", Static).update(text)

@@ -1,0 +1,59 @@
+"""The live log of the running experiment: incremental, bounded, follows the bottom unless
+the user scrolled up (then it counts what waits)."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Log, Static
+
+from ..tailer import LogTailer
+
+
+class LogPane(Vertical):
+    MAX_LINES = 5000
+
+    def __init__(self, poll_s: float = 0.1, **kw) -> None:
+        super().__init__(**kw)
+        self.tailer: LogTailer | None = None
+        self.poll_s = poll_s
+        self.waiting = 0
+
+    def compose(self) -> ComposeResult:
+        yield Static("no run yet", id="log-title")
+        yield Log(max_lines=self.MAX_LINES, highlight=False, id="log")
+        yield Static("", id="log-progress")
+        yield Static("", id="log-waiting")
+
+    def on_mount(self) -> None:
+        self.set_interval(self.poll_s, self.poll)
+
+    def follow(self, path: str, title: str) -> None:
+        self.poll()  # the last words of the previous run
+        self.tailer = LogTailer(path)
+        log = self.query_one(Log)
+        log.write_lines(["", f"──── {title} ────"])
+        self.query_one("#log-title", Static).update(title)
+        self.query_one("#log-progress", Static).update("")
+
+    def poll(self) -> None:
+        if self.tailer is None:
+            return
+        chunk = self.tailer.poll()
+        log = self.query_one(Log)
+        if chunk.reset:
+            log.write_line("──── the log was truncated or re-created; reading from its start ────")
+        if chunk.skipped_bytes:
+            log.write_line(f"…… {chunk.skipped_bytes / 1e6:.1f} MB of output skipped to keep up ……")
+        if chunk.lines:
+            at_end = log.is_vertical_scroll_end
+            log.write_lines(chunk.lines)
+            if not at_end:
+                self.waiting += len(chunk.lines)
+        if chunk.progress is not None:
+            self.query_one("#log-progress", Static).update(chunk.progress)
+        if log.is_vertical_scroll_end:
+            self.waiting = 0
+        self.query_one("#log-waiting", Static).update(
+            f"↓ {self.waiting} new lines below (End: follow)" if self.waiting else ""
+        )

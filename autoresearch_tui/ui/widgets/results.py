@@ -1,0 +1,71 @@
+"""The results table: one row per experiment, keyed by iteration, updated in place."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+COLUMNS = [("iter", "#"), ("commit", "commit"), ("metric", "metric"), ("delta", "Δ best"), ("mem", "mem GB"),
+           ("status", "status"), ("desc", "description"), ("idea", "idea")]
+STATUS_COLOUR = {"keep": "success", "discard": "warning", "crash": "error"}
+
+
+class ResultsTable(DataTable):
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kw)
+        self.records: dict[str, dict[str, Any]] = {}
+
+    def on_mount(self) -> None:
+        for key, label in COLUMNS:
+            self.add_column(label, key=key)
+
+    def _cells(self, rec: dict[str, Any]) -> dict[str, Any]:
+        status = rec.get("status", "")
+        colour = self.app.theme_variables.get(STATUS_COLOUR.get(status, ""), "")
+        label = status + (" (you)" if rec.get("override") else "")
+        m = rec.get("metric")
+        d = rec.get("delta_vs_best")
+        mem = rec.get("memory_gb")
+        desc = rec.get("description", "")
+        if status == "crash" and rec.get("crash_reason"):
+            desc = f"{desc} — {rec['crash_reason']}"
+        return {
+            "iter": str(rec.get("iteration", "")),
+            "commit": str(rec.get("commit", ""))[:7],
+            "metric": f"{m:.6f}" if m is not None else "—",
+            "delta": f"{d:+.6f}" if d is not None and not rec.get("is_baseline") else "",
+            "mem": f"{mem:.1f}" if mem is not None else "—",
+            "status": Text(label, style=f"bold {colour}" if colour else "bold"),
+            "desc": desc[:120],
+            "idea": (rec.get("idea") or "")[:40],
+        }
+
+    def upsert(self, rec: dict[str, Any], scroll: bool = True) -> None:
+        key = str(rec.get("iteration"))
+        cells = self._cells(rec)
+        if key in self.records:
+            self.records[key] = rec
+            for col, value in cells.items():
+                self.update_cell(key, col, value)
+        else:
+            self.records[key] = rec
+            self.add_row(*[cells[k] for k, _ in COLUMNS], key=key)
+            if scroll:
+                self.move_cursor(row=self.row_count - 1)
+
+    def load(self, records: list[dict[str, Any]]) -> None:
+        for rec in records:
+            self.upsert(rec, scroll=False)
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1)
+
+    def selected(self) -> dict[str, Any] | None:
+        if not self.row_count:
+            return None
+        try:
+            key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        except Exception:
+            return None
+        return self.records.get(str(key))

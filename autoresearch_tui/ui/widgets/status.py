@@ -1,0 +1,95 @@
+"""The status bar: branch, phase badge, iteration, best vs baseline, run progress, time, cost."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import ProgressBar, Static
+
+PHASE_COLOURS = {
+    "baseline": "secondary", "proposing": "secondary", "committing": "secondary", "running": "primary",
+    "measuring": "primary", "kept": "success", "discarded": "warning", "crashed": "error",
+    "paused": "accent", "stopping": "warning", "stopped": "panel", "starting": "panel",
+}
+
+
+def fmt_duration(s: float) -> str:
+    s = max(0, int(s))
+    return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class StatusBar(Horizontal):
+    """Two lines: session facts on the first, the running experiment on the second."""
+
+    def __init__(self, clock: Callable[[], float] = time.time, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.clock = clock
+        self.branch = ""
+        self.phase = "starting"
+        self.detail = ""
+        self.iteration = 0
+        self.max_iterations = 0
+        self.best: float | None = None
+        self.baseline: float | None = None
+        self.direction = "minimize"
+        self.metric = ""
+        self.session_start = clock()
+        self.run_start: float | None = None
+        self.budget = 0.0
+        self.timeout = 0.0
+        self.cost = 0.0
+        self.tokens = 0
+        self.platform = ""
+        self.paused = False
+        self.session_done = 0
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="status-text")
+        yield ProgressBar(total=100, show_eta=False, show_percentage=False, id="run-progress")
+
+    def on_mount(self) -> None:
+        self.set_interval(1.0, self.refresh_status)
+        self.refresh_status()
+
+    def _badge(self) -> Text:
+        name = "paused" if self.paused and self.phase not in ("running", "measuring", "baseline") else self.phase
+        colour = self.app.theme_variables.get(PHASE_COLOURS.get(name, "panel"), "")
+        fg = self.app.theme_variables.get("background", "")
+        return Text(f" {name.upper()} ", style=f"bold {fg} on {colour}" if colour else "reverse")
+
+    def refresh_status(self) -> None:
+        now = self.clock()
+        t = Text()
+        t.append_text(self._badge())
+        t.append(f" {self.branch} ", style="bold")
+        t.append(f"· #{self.iteration} ")
+        if self.max_iterations:
+            t.append(f"({self.session_done}/{self.max_iterations} this session) ")
+        if self.best is not None:
+            t.append(f"· best {self.metric} {self.best:.6f} ")
+            if self.baseline:
+                d = (self.best - self.baseline) / abs(self.baseline) * 100
+                good = (d < 0) == (self.direction == "minimize") and d != 0
+                colour = self.app.theme_variables.get("success" if good else "foreground", "")
+                t.append(f"({d:+.2f}% vs baseline {self.baseline:.6f}) ", style=colour)
+        t.append(f"· {fmt_duration(now - self.session_start)} ")
+        if self.cost or self.tokens:
+            t.append(f"· ${self.cost:.2f} {self.tokens} tok ")
+        if self.platform:
+            t.append(f"· {self.platform}", style="dim")
+        t.append("\n")
+        if self.run_start is not None and self.budget:
+            el = now - self.run_start
+            t.append(f"run {fmt_duration(el)} / budget {fmt_duration(self.budget)} (kill at {fmt_duration(self.timeout)})  ")
+        if self.detail:
+            t.append(self.detail[:90], style="italic")
+        self.query_one("#status-text", Static).update(t)
+        bar = self.query_one("#run-progress", ProgressBar)
+        if self.run_start is not None and self.budget:
+            bar.update(total=self.budget, progress=min(self.budget, now - self.run_start))
+        else:
+            bar.update(total=100, progress=0)
