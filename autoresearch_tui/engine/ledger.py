@@ -218,29 +218,37 @@ class Ledger:
     def changed_paths(self, a: str, b: str) -> list[str]:
         return [p for p in self.git("diff", "--name-only", "-z", a, b).split("\0") if p]
 
-    def cherry_pick_onto_head(self, commit: str, message: str) -> str:
-        """Apply `commit`'s diff onto HEAD as a new commit (a keep override)."""
+    def _apply_zero_context(self, a: str, b: str) -> bool:
+        """Apply the change a->b onto the index and tree with no context lines, so that a change
+        next to (not on) a line that moved since still applies."""
+        patch = self.git("diff", "-U0", "--binary", a, b)
+        if not patch.strip():
+            return True
+        p = subprocess.run(["git", "apply", "--index", "--unidiff-zero", "--whitespace=nowarn", "-"],
+                           cwd=self.root, env=self._env, input=patch, capture_output=True, text=True)
+        return p.returncode == 0
+
+    def _replay(self, a: str, b: str, fallback: list[str], message: str, fail: str) -> str:
         self._ensure_identity()
-        p = subprocess.run(
-            ["git", "cherry-pick", "--no-commit", commit], cwd=self.root, env=self._env, capture_output=True, text=True
-        )
-        if p.returncode != 0:
-            self.git("cherry-pick", "--abort", check=False)
+        if not self._apply_zero_context(a, b):
             self.git("reset", "-q", "--hard", "HEAD", check=False)
-            raise GitError("the experiment's change no longer applies onto the best commit")
+            p = subprocess.run(["git", *fallback], cwd=self.root, env=self._env, capture_output=True, text=True)
+            if p.returncode != 0:
+                self.git(fallback[0], "--abort", check=False)
+                self.git("reset", "-q", "--hard", "HEAD", check=False)
+                raise GitError(fail)
         self.git("commit", "-q", "--no-verify", "--allow-empty", "-F", "-", input=message + "\n")
         return self.head()
 
+    def cherry_pick_onto_head(self, commit: str, message: str) -> str:
+        """Apply `commit`'s diff onto HEAD as a new commit (a keep override)."""
+        return self._replay(commit + "^", commit, ["cherry-pick", "--no-commit", commit], message,
+                            "the experiment's change no longer applies onto the best commit (the same lines changed since)")
+
     def revert_on_head(self, commit: str, message: str) -> str:
         """Undo `commit`'s diff on HEAD as a new commit (a discard override of a kept row)."""
-        self._ensure_identity()
-        p = subprocess.run(["git", "revert", "--no-commit", commit], cwd=self.root, env=self._env, capture_output=True, text=True)
-        if p.returncode != 0:
-            self.git("revert", "--abort", check=False)
-            self.git("reset", "-q", "--hard", "HEAD", check=False)
-            raise GitError("the experiment cannot be reverted cleanly on top of later kept changes")
-        self.git("commit", "-q", "--no-verify", "--allow-empty", "-F", "-", input=message + "\n")
-        return self.head()
+        return self._replay(commit, commit + "^", ["revert", "--no-commit", commit], message,
+                            "the experiment cannot be reverted cleanly on top of later kept changes")
 
     def log(self, n: int = 30, ref: str | None = None) -> list[tuple[str, str]]:
         out = self.git("log", f"-{n}", "--format=%h%x09%s", ref or self.branch, check=False)

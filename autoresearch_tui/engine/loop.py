@@ -115,7 +115,7 @@ class Engine:
 
     # -------------------------------------------------------------- commands
     def pause(self) -> None:
-        if not self.paused:
+        if not self.paused and self.phase != Phase.STOPPED:
             self.paused = True
             self.notice("paused: the current run (if any) finishes; no new experiment starts")
             if self.current_run is None:
@@ -132,11 +132,15 @@ class Engine:
         self.resume() if self.paused else self.pause()
 
     def stop_after_run(self) -> None:
+        if self.phase == Phase.STOPPED:
+            return
         self.stopping = True
         self._phase(Phase.STOPPING, "stops after the current run")
         self._wake.set()
 
     def stop_now(self) -> None:
+        if self.phase == Phase.STOPPED:
+            return
         self.stopping = True
         if self.current_run is not None:
             self._kill_reason = "killed: the session was stopped by the user"

@@ -39,6 +39,7 @@ class AutoresearchApp(App[int]):
         max_iterations: int | None = None,
         clock: Callable[[], float] = time.time,
         run_engine: bool = True,
+        wizard_options: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.cfg = cfg
@@ -47,6 +48,7 @@ class AutoresearchApp(App[int]):
         self.max_iterations = max_iterations
         self.clock = clock
         self.should_run_engine = run_engine
+        self.wizard_options = wizard_options or {}
         self.main: MainScreen | None = None
         self.end_reason = ""
         self.setup_error = ""
@@ -68,7 +70,7 @@ class AutoresearchApp(App[int]):
         else:
             from .screens.wizard import WizardScreen
 
-            self.push_screen(WizardScreen(self.config_path or Path("autoresearch.toml")), self._wizard_done)
+            self.push_screen(WizardScreen(self.config_path or Path("autoresearch.toml"), **self.wizard_options), self._wizard_done)
 
     def _wizard_done(self, cfg: Config | None) -> None:
         if cfg is None:
@@ -80,7 +82,7 @@ class AutoresearchApp(App[int]):
 
     def show_main(self) -> None:
         assert self.engine is not None
-        self.main = MainScreen(self.engine, clock=self.clock)
+        self.main = MainScreen(self.engine, clock=self.clock, live_git=self.should_run_engine)
         self.push_screen(self.main)
         if self.should_run_engine:
             self.engine.subscribe(self._bridge)

@@ -30,17 +30,19 @@ class Chunk:
     lines: list[str] = field(default_factory=list)
     progress: str | None = None  # None: unchanged
     skipped_bytes: int = 0
+    skipped_lines: int = 0
     reset: bool = False
 
 
 class LogTailer:
-    def __init__(self, path: str, max_read: int = 512 * 1024, max_line: int = 2000):
+    def __init__(self, path: str, max_read: int = 512 * 1024, max_line: int = 2000, max_lines: int = 400):
         self.path = path
         self.offset = 0
         self.inode: int | None = None
         self.pending = b""
         self.max_read = max_read
         self.max_line = max_line
+        self.max_lines = max_lines  # per poll: nobody reads 8,000 lines in 0.1 s; show the newest
         self.total_lines = 0
 
     def poll(self) -> Chunk:
@@ -75,12 +77,15 @@ class LogTailer:
         self.pending = parts.pop()
         if len(self.pending) > 64 * 1024:
             self.pending = self.pending[-64 * 1024 :]
+        self.total_lines += len(parts)
+        if len(parts) > self.max_lines:
+            out.skipped_lines = len(parts) - self.max_lines
+            parts = parts[-self.max_lines :]
         for raw in parts:
             text = clean(raw.decode("utf-8", errors="replace"))
             if len(text) > self.max_line:
                 text = text[: self.max_line] + " …"
             out.lines.append(text)
-        self.total_lines += len(out.lines)
         tail = self.pending.decode("utf-8", errors="replace")
         out.progress = clean(tail)[-self.max_line :] if tail else ""
         return out

@@ -48,10 +48,11 @@ class MainScreen(Screen):
     stopping: reactive[bool] = reactive(False, bindings=True)
     selection: reactive[str] = reactive("", bindings=True)  # status of the selected row
 
-    def __init__(self, engine: Any, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, engine: Any, clock: Callable[[], float] = time.time, live_git: bool = True) -> None:
         super().__init__()
         self.engine = engine
         self.clock = clock
+        self.live_git = live_git  # False in snapshot tests (frozen data)
         self.current_iteration: int | None = None
         self.current_description = ""
 
@@ -143,10 +144,21 @@ class MainScreen(Screen):
         status.best = best.get("metric") if best else None
         status.baseline = baseline.get("metric") if baseline else None
 
-    @work(exclusive=True, group="gitlog", thread=True)
     def refresh_git_log(self) -> None:
+        if self.live_git:
+            self._read_git_log()
+
+    @work(exclusive=True, group="gitlog", thread=True)
+    def _read_git_log(self) -> None:
         entries = self.engine.ledger.log(25)
-        self.app.call_from_thread(self.query_one(GitLogPane).set_log, entries)
+        try:
+            self.app.call_from_thread(self._set_git_log, entries)
+        except RuntimeError:
+            pass  # the app closed meanwhile
+
+    def _set_git_log(self, entries: list[tuple[str, str]]) -> None:
+        for pane in self.query(GitLogPane):
+            pane.set_log(entries)
 
     # ------------------------------------------------------------ selection
     @on(DataTable.RowHighlighted)
@@ -244,7 +256,10 @@ class MainScreen(Screen):
         if rec.get("hypothesis"):
             facts.append(f"hypothesis: {rec['hypothesis']}")
         body = "\n".join(facts) + "\n\n" + diff + "\n──── log tail ────\n" + tail
-        self.app.call_from_thread(screen.set_body, body)
+        try:
+            self.app.call_from_thread(screen.set_body, body)
+        except Exception:  # noqa: BLE001 - the dialog was closed meanwhile
+            pass
 
     @on(DataTable.RowSelected)
     def _row_selected(self, _: DataTable.RowSelected) -> None:

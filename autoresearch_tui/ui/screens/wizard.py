@@ -43,13 +43,15 @@ class WizardScreen(Screen[Config | None]):
     BINDINGS = [Binding("escape", "cancel", "Cancel", id="wizard-cancel"),
                 Binding("ctrl+s", "review", "Review", id="wizard-review")]
 
-    def __init__(self, path: Path, env: dict[str, str] | None = None, probe_local: bool = True) -> None:
+    def __init__(self, path: Path, env: dict[str, str] | None = None, probe_local: bool = True,
+                 platform: dict[str, Any] | None = None, tag: str | None = None) -> None:
         super().__init__()
         self.path = Path(path)
         self.root = self.path.resolve().parent
         self.env = env
         self.probe_local = probe_local
-        self.platform: dict[str, Any] = {}
+        self.platform: dict[str, Any] = platform or {}
+        self.tag = tag
         self.cfg: Config | None = None
 
     def defaults(self) -> dict[str, str]:
@@ -69,7 +71,7 @@ class WizardScreen(Screen[Config | None]):
             "metric": metric,
             "direction": detect.guess_direction(metric),
             "min_delta": "0",
-            "branch_tag": default_tag(),
+            "branch_tag": self.tag or default_tag(),
             "guard_command": "",
             "kind": prop["kind"],
             "model": prop["model"],
@@ -79,7 +81,7 @@ class WizardScreen(Screen[Config | None]):
     def compose(self) -> ComposeResult:
         d = self.defaults()
         with VerticalScroll(id="wizard"):
-            yield Label(f"[b]autoresearch-tui setup[/b] — {self.root}", id="wizard-title")
+            yield Label(f"[b]autoresearch-tui setup[/b] — folder {self.root.name}", id="wizard-title")
             yield Static("Platform: detecting…", id="wizard-platform")
             for fid, label, hint in FIELDS:
                 if fid == "metric":
@@ -113,16 +115,22 @@ class WizardScreen(Screen[Config | None]):
         t.add_column("Value", key="v")
         t.display = False
         self.validate()
-        self.detect_platform()
+        if self.platform:
+            self._show_platform(self.platform)
+        else:
+            self.detect_platform()
+
+    def _show_platform(self, info: dict[str, Any]) -> None:
+        self.platform = info
+        text = f"Platform: {info.get('summary')} · " + "; ".join(info.get("advice", [])[:1])
+        self.query_one("#wizard-platform", Static).update(text)
 
     @work(thread=True)
     def detect_platform(self) -> None:
         from ...engine.platform import detect as detect_platform
 
         info = detect_platform()
-        self.platform = info
-        text = f"Platform: {info.get('summary')} · " + "; ".join(info.get("advice", [])[:1])
-        self.app.call_from_thread(self.query_one("#wizard-platform", Static).update, text)
+        self.app.call_from_thread(self._show_platform, info)
 
     # ------------------------------------------------------------ validation
     def value(self, fid: str) -> str:

@@ -12,5 +12,5 @@ class GitLogPane(Static):
         accent = self.app.theme_variables.get("accent", "")
         for sha, subject in entries:
             t.append(sha, style=accent)
-            t.append(f" {subject[:70]}\n")
+            t.append("  " + subject[:70] + "\n")
         self.update(t if entries else "(no commits yet)")

@@ -18,6 +18,7 @@ class LogPane(Vertical):
         self.tailer: LogTailer | None = None
         self.poll_s = poll_s
         self.waiting = 0
+        self.skipped = 0
 
     def compose(self) -> ComposeResult:
         yield Static("no run yet", id="log-title")
@@ -32,6 +33,7 @@ class LogPane(Vertical):
         self.poll()  # the last words of the previous run
         self.tailer = LogTailer(path)
         log = self.query_one(Log)
+        self.skipped = 0
         log.write_lines(["", f"──── {title} ────"])
         self.query_one("#log-title", Static).update(title)
         self.query_one("#log-progress", Static).update("")
@@ -39,12 +41,18 @@ class LogPane(Vertical):
     def poll(self) -> None:
         if self.tailer is None:
             return
+        if self.app.screen is not self.screen:
+            # a dialog is open: repainting the log under it would re-render the whole
+            # background every tick; the tailer keeps its offset and catches up afterwards
+            return
         chunk = self.tailer.poll()
         log = self.query_one(Log)
         if chunk.reset:
             log.write_line("──── the log was truncated or re-created; reading from its start ────")
-        if chunk.skipped_bytes:
-            log.write_line(f"…… {chunk.skipped_bytes / 1e6:.1f} MB of output skipped to keep up ……")
+        if chunk.skipped_bytes or chunk.skipped_lines:
+            if not self.skipped:
+                log.write_line("…… output faster than anyone can read: showing the newest lines (full log on disk) ……")
+            self.skipped += chunk.skipped_lines + chunk.skipped_bytes // 80
         if chunk.lines:
             at_end = log.is_vertical_scroll_end
             log.write_lines(chunk.lines)
@@ -54,6 +62,9 @@ class LogPane(Vertical):
             self.query_one("#log-progress", Static).update(chunk.progress)
         if log.is_vertical_scroll_end:
             self.waiting = 0
-        self.query_one("#log-waiting", Static).update(
-            f"↓ {self.waiting} new lines below (End: follow)" if self.waiting else ""
-        )
+        notes = []
+        if self.waiting:
+            notes.append(f"↓ {self.waiting} new lines below (End: follow)")
+        if self.skipped:
+            notes.append(f"~{self.skipped:,} lines not shown (the whole log is in {self.tailer.path})")
+        self.query_one("#log-waiting", Static).update(" · ".join(notes))

@@ -63,30 +63,32 @@ class StatusBar(Horizontal):
 
     def refresh_status(self) -> None:
         now = self.clock()
-        t = Text()
+        t = Text(no_wrap=True, overflow="ellipsis")
         t.append_text(self._badge())
         t.append(f" {self.branch} ", style="bold")
         t.append(f"· #{self.iteration} ")
         if self.max_iterations:
-            t.append(f"({self.session_done}/{self.max_iterations} this session) ")
+            t.append(f"({self.session_done}/{self.max_iterations}) ")
         if self.best is not None:
-            t.append(f"· best {self.metric} {self.best:.6f} ")
+            t.append(f"· best {self.best:.6f} ")
             if self.baseline:
                 d = (self.best - self.baseline) / abs(self.baseline) * 100
                 good = (d < 0) == (self.direction == "minimize") and d != 0
                 colour = self.app.theme_variables.get("success" if good else "foreground", "")
-                t.append(f"({d:+.2f}% vs baseline {self.baseline:.6f}) ", style=colour)
+                t.append(f"{d:+.2f}% ", style=f"bold {colour}")
         t.append(f"· {fmt_duration(now - self.session_start)} ")
         if self.cost or self.tokens:
             t.append(f"· ${self.cost:.2f} {self.tokens} tok ")
-        if self.platform:
-            t.append(f"· {self.platform}", style="dim")
         t.append("\n")
         if self.run_start is not None and self.budget:
             el = now - self.run_start
-            t.append(f"run {fmt_duration(el)} / budget {fmt_duration(self.budget)} (kill at {fmt_duration(self.timeout)})  ")
+            t.append(f"run {fmt_duration(el)} / {fmt_duration(self.budget)} (kill {fmt_duration(self.timeout)}) ")
         if self.detail:
-            t.append(self.detail[:90], style="italic")
+            t.append(self.detail[:60] + " ", style="italic")
+        if self.baseline is not None:
+            t.append(f"· baseline {self.baseline:.6f} ", style="dim")
+        if self.platform:
+            t.append(f"· {self.platform}", style="dim")
         self.query_one("#status-text", Static).update(t)
         bar = self.query_one("#run-progress", ProgressBar)
         if self.run_start is not None and self.budget:
