@@ -56,8 +56,16 @@ def evaluate_run(
     kill_reason: str = "",
 ) -> dict[str, Any]:
     """Measure a finished run. Returns record fields; `crash_reason` set means crash."""
-    text = metrics.read_log_text(log_path)
+    # the last match wins, so a match in the tail beats anything earlier: read the last 1 MB
+    # first and the (bounded) rest only if the metric is not there. A 50 MB flood of output
+    # then costs milliseconds, not seconds of regex holding the GIL of the UI's process.
+    text = metrics.read_log_text(log_path, max_bytes=1024 * 1024)
     res = metrics.extract(text, metric_name, pattern)
+    if res.value is None and res.raw is None:
+        full = metrics.read_log_text(log_path)
+        if len(full) > len(text):
+            res = metrics.extract(full, metric_name, pattern)
+        del full
     secondary = metrics.extract_many(text, secondary_names)
     mem = metrics.memory_gb_from(secondary, text)
     mem_source = "log"
