@@ -22,7 +22,10 @@ TORCH_HINT = (
 
 
 def torch_available() -> bool:
-    return importlib.util.find_spec("torch") is not None
+    try:
+        return importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _git(root: Path, *args: str) -> None:
