@@ -88,8 +88,7 @@ class Engine:
         self._prefetch_based_on = ""
         self._readonly_hashes: dict[str, str] = {}
         self._failed_in_row = 0
-        self._same_failures = 0
-        self._last_failure_sig = ""
+        self._strategy_active = False
         self.total_cost = 0.0
         self.total_tokens = 0
         self.end_reason = ""
@@ -465,6 +464,10 @@ class Engine:
         rejected: list[str] = []
         rounds = max(1, self.cfg.proposer.repair_rounds + 1)
         ctx = await self._thread(self._context, feedback, rejected)
+        if ctx.strategy_note and not self._strategy_active:
+            self.notice("3 experiments in a row did not improve the metric: asking the proposer for a different "
+                        "direction (temperature +0.2)", "warning")
+        self._strategy_active = bool(ctx.strategy_note)
         first_idea = ctx.ideas[0] if ctx.ideas else ""
         if first_idea and not self.proposer.can_address(first_idea, ctx):
             await self._thread(self._mark_idea_sync, first_idea, "skipped", f"the {self.proposer.name} proposer cannot act on it (write NAME=VALUE, or use the llm proposer)")

@@ -1,0 +1,89 @@
+"""The LLM prompt: strategy, goal, scope, files, history, ideas, and the answer format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .base import ProposalContext
+
+READ_ONLY_LIMIT = 6000
+HISTORY_RECENT = 15
+CRASHES_SHOWN = 3
+
+FORMAT = """Answer in exactly this format and nothing else:
+
+DESCRIPTION: <one line: what this experiment changes, e.g. "raise LR from 3e-4 to 6e-4">
+HYPOTHESIS: <one line: why it should improve the metric>
+
+<path of the file to edit, e.g. train.py>
+<<<<<<< SEARCH
+<lines copied exactly from the current file>
+=======
+<the new lines>
+>>>>>>> REPLACE
+
+Use one SEARCH/REPLACE block per place you change (several blocks are allowed). Each SEARCH
+must match the current file exactly once: copy enough lines to be unique. Make one focused
+change (one idea), not several unrelated ones."""
+
+
+def _m(v: Any) -> str:
+    return "—" if v is None else f"{float(v):.6f}"
+
+
+def build_messages(ctx: ProposalContext, scope: list[str], read_only: list[str]) -> list[dict[str, str]]:
+    better = "lower" if ctx.direction == "minimize" else "higher"
+    system = (
+        "You are an ML researcher running an automated experiment loop. Each experiment is one "
+        f"change to the code, trained for a fixed time budget, judged by one metric ({ctx.metric}, {better} is better). "
+        f"You may edit ONLY these files: {', '.join(scope)}. The evaluator ({', '.join(read_only) or 'none'}) is fixed and off "
+        "limits: any edit to it, to other files, or outside the repository is rejected before anything runs. "
+        "Do not add dependencies.\n\n" + FORMAT
+    )
+    parts: list[str] = []
+    if ctx.program.strip():
+        parts.append("## Research strategy (program.md)\n" + ctx.program.strip()[:8000])
+    parts.append(f"## Goal\n{ctx.goal or ctx.metric}\nMetric: {ctx.metric} ({ctx.direction}).")
+    if ctx.platform:
+        parts.append("## Platform\n" + str(ctx.platform.get("summary", "")) + "".join(f"\n- {a}" for a in ctx.advice))
+    base, best = ctx.baseline, ctx.best
+    if best:
+        parts.append(f"## Best so far\n#{best.get('iteration')} {_m(best.get('metric'))} ({best.get('description', '')}); "
+                     f"baseline {_m(base and base.get('metric'))}.")
+    runs = [r for r in ctx.history if not r.get("is_baseline")]
+    if runs:
+        lines = [f"#{r.get('iteration')} {r.get('status'):<7} {_m(r.get('metric'))}  {r.get('description', '')}" for r in runs[-HISTORY_RECENT:]]
+        parts.append("## Recent experiments\n" + "\n".join(lines))
+        crashes = [r for r in runs if r.get("status") == "crash"][-CRASHES_SHOWN:]
+        for c in crashes:
+            parts.append(f"## Crash #{c.get('iteration')}: {c.get('description', '')}\n{c.get('crash_reason', '')}\n"
+                         + (c.get("error_tail") or "")[-1200:])
+        seen = []
+        for r in runs:
+            d = r.get("description", "")
+            if d and d not in seen:
+                seen.append(d)
+        parts.append("## Every experiment tried so far (do not repeat any)\n" + "\n".join(f"- {d}" for d in seen[-300:]))
+    for path in scope:
+        if path in ctx.files:
+            parts.append(f"## {path} (current best version, editable)\n```\n{ctx.files[path]}\n```")
+    for path, text in ctx.read_only.items():
+        shown = text if len(text) <= READ_ONLY_LIMIT else text[:READ_ONLY_LIMIT] + f"\n… ({len(text) - READ_ONLY_LIMIT} more characters)"
+        parts.append(f"## {path} (read-only evaluator: never edit)\n```\n{shown}\n```")
+    if ctx.strategy_note:
+        parts.append("## Note\n" + ctx.strategy_note)
+    if ctx.crash:
+        c = ctx.crash
+        parts.append(
+            f"## Fix the last experiment\n#{c.get('iteration')} ({c.get('description', '')}) crashed with a bug that looks "
+            f"easy to fix:\n{c.get('crash_reason', '')}\n{(c.get('error_tail') or '')[-1500:]}\n"
+            "Propose the SAME idea with the bug fixed (edit the current best version above)."
+        )
+    elif ctx.ideas:
+        parts.append("## The user's idea: this experiment MUST implement it\n" + ctx.ideas[0]
+                     + ("\n(queued after it: " + "; ".join(ctx.ideas[1:4]) + ")" if len(ctx.ideas) > 1 else ""))
+    if ctx.feedback:
+        parts.append("## Your previous answer was rejected\n" + "\n".join(f"- {f}" for f in ctx.feedback[-3:])
+                     + "\nAnswer again, fixing that.")
+    parts.append("Propose the next experiment now.")
+    return [{"role": "system", "content": system}, {"role": "user", "content": "\n\n".join(parts)}]
