@@ -510,7 +510,9 @@ class Engine:
             return None
         try:
             proposal = await task
-        except (ProposalError, Exception):
+        except ProposalError:
+            raise  # the provider failed while we prepared: a failed proposal, not a second try
+        except Exception:  # noqa: BLE001
             return None
         first = ctx.ideas[0] if ctx.ideas else ""
         if first and proposal.idea != first:
@@ -524,13 +526,14 @@ class Engine:
                 return None
         return proposal
 
-    def _start_prefetch(self) -> None:
+    def _start_prefetch(self, during_baseline: bool = False, base: str = "") -> None:
         if not (self.proposer.pipelined and self.cfg.proposer.pipeline) or self.stopping:
             return
-        if self.max_iterations and self.experiments_this_session + 1 >= self.max_iterations:
+        done_after_this = self.experiments_this_session + (0 if during_baseline else 1)
+        if self.max_iterations and done_after_this >= self.max_iterations:
             return
         ctx = self._context([], [])
-        self._prefetch_based_on = self.best_commit() or ""
+        self._prefetch_based_on = base or self.best_commit() or ""
         self._prefetch = asyncio.create_task(self._ask(ctx))
 
     def _account_cost(self, p: Proposal) -> None:
@@ -650,8 +653,10 @@ class Engine:
         self.current_run, self.current_iteration = handle, n
         self._phase(Phase.BASELINE if rec.get("is_baseline") else Phase.RUNNING, rec.get("description", ""), n)
         self.emit(RunStarted(n, rec["commit"], rec.get("description", ""), str(handle.log_path), r.time_budget_s, r.effective_timeout, handle.started_at, handle.pid))
-        if not is_measure_only:
-            self._start_prefetch()
+        if rec.get("remeasure_of") is None:
+            # the next proposal is prepared while this run trains (during the baseline too)
+            baseline = bool(rec.get("is_baseline"))
+            self._start_prefetch(during_baseline=baseline, base=rec["commit"] if baseline else "")
         try:
             outcome = await runner.wait(handle, r.effective_timeout, r.kill_grace_s, self._kill, self.poll_s)
         except asyncio.CancelledError:
