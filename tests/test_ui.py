@@ -111,7 +111,7 @@ async def test_typed_idea_is_queued_then_tagged_on_its_row(tmp_path):
         rec = next(r for r in decisions(events) if r.get("idea") == "DEPTH=7")
         assert rec["description"] == "DEPTH 2 -> 7"
         row = app.screen.query_one(ResultsTable).get_row(str(rec["iteration"]))
-        assert row[7] == "DEPTH=7"
+        assert str(row[7]) == "DEPTH=7"
         assert "[x] DEPTH=7" in (root / "autoresearch.md").read_text()
         await quit_app(pilot, app, eng)
 

@@ -78,7 +78,6 @@ class MainScreen(Screen):
         self.query_one("#logpane").border_title = "run log"
         self.query_one("#gitlog").border_title = f"git log {cfg.branch}"
         self.query_one("#backlog").border_title = "backlog"
-        self.query_one("#results").border_title = "results"
         self.query_one(ResultsTable).focus()
 
     # ---------------------------------------------------------------- events

@@ -28,21 +28,28 @@ class MetricChart(Vertical):
         for s in self.query(Sparkline):
             s.summary_function = fn
 
-    def add(self, rec: dict[str, Any]) -> None:
+    def _append(self, values: list[float], best: list[float], rec: dict[str, Any]) -> None:
         v = rec.get("metric")
         if v is None or rec.get("status") == "crash":
             return
-        self.values = [*self.values, float(v)]  # a new list: Sparkline repaints on a new object
+        values.append(float(v))
         pick = min if self.direction == "minimize" else max
         kept = float(v) if rec.get("status") == "keep" else None
-        cur = self.best[-1] if self.best else None
+        cur = best[-1] if best else None
         nb = kept if cur is None else (pick(cur, kept) if kept is not None else cur)
-        self.best = [*self.best, nb if nb is not None else float(v)]
+        best.append(nb if nb is not None else float(v))
+
+    def add(self, rec: dict[str, Any]) -> None:
+        # new lists: Sparkline repaints only when it gets a new object
+        self.values, self.best = list(self.values), list(self.best)
+        self._append(self.values, self.best, rec)
         self._show()
 
     def load(self, records: list[dict[str, Any]]) -> None:
+        values, best = list(self.values), list(self.best)
         for r in records:
-            self.add(r)
+            self._append(values, best, r)
+        self.values, self.best = values, best
         self._show()
 
     def _show(self) -> None:

@@ -13,9 +13,14 @@ STATUS_COLOUR = {"keep": "success", "discard": "warning", "crash": "error"}
 
 
 class ResultsTable(DataTable):
+    #: rows kept in the widget; older experiments stay in results.tsv, the chart and the summary.
+    #: (Every row costs a measurement per cell; 10,000 rows would take seconds to show.)
+    MAX_ROWS = 2000
+
     def __init__(self, **kw: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kw)
         self.records: dict[str, dict[str, Any]] = {}
+        self.total = 0
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
@@ -31,15 +36,16 @@ class ResultsTable(DataTable):
         desc = rec.get("description", "")
         if status == "crash" and rec.get("crash_reason"):
             desc = f"{desc} — {rec['crash_reason']}"
+        # Text, not str: a str cell is parsed as markup (and for emoji codes) on every measure
         return {
-            "iter": str(rec.get("iteration", "")),
-            "commit": str(rec.get("commit", ""))[:7],
-            "metric": f"{m:.6f}" if m is not None else "—",
-            "delta": f"{d:+.6f}" if d is not None and not rec.get("is_baseline") else "",
-            "mem": f"{mem:.1f}" if mem is not None else "—",
+            "iter": Text(str(rec.get("iteration", ""))),
+            "commit": Text(str(rec.get("commit", ""))[:7]),
+            "metric": Text(f"{m:.6f}" if m is not None else "—"),
+            "delta": Text(f"{d:+.6f}" if d is not None and not rec.get("is_baseline") else ""),
+            "mem": Text(f"{mem:.1f}" if mem is not None else "—"),
             "status": Text(label, style=f"bold {colour}" if colour else "bold"),
-            "desc": desc[:120],
-            "idea": (rec.get("idea") or "")[:40],
+            "desc": Text(desc[:120]),
+            "idea": Text((rec.get("idea") or "")[:40]),
         }
 
     def upsert(self, rec: dict[str, Any], scroll: bool = True) -> None:
@@ -51,12 +57,25 @@ class ResultsTable(DataTable):
                 self.update_cell(key, col, value)
         else:
             self.records[key] = rec
+            self.total += 1
             self.add_row(*[cells[k] for k, _ in COLUMNS], key=key)
+            while self.row_count > self.MAX_ROWS:
+                oldest = next(iter(self.records))
+                self.records.pop(oldest)
+                self.remove_row(oldest)
+            self._title()
             if scroll:
                 self.move_cursor(row=self.row_count - 1)
 
+    def _title(self) -> None:
+        if self.total > self.row_count:
+            self.border_title = f"results (latest {self.row_count:,} of {self.total:,}; all in results.tsv)"
+        else:
+            self.border_title = "results"
+
     def load(self, records: list[dict[str, Any]]) -> None:
-        for rec in records:
+        self.total += max(0, len(records) - self.MAX_ROWS)
+        for rec in records[-self.MAX_ROWS:]:
             self.upsert(rec, scroll=False)
         if self.row_count:
             self.move_cursor(row=self.row_count - 1)

@@ -1,0 +1,83 @@
+"""`python -m bench [--quick] [--write] [NAME ...]`: run the benchmarks, print a table.
+
+--write   also replace the table in BENCHMARKS.md (with the machine and the date)
+--quick   fewer repetitions (kill cycles 20 instead of 100, shorter sessions)
+NAME      only these: duty, overhead, kill, io, first_frame, idle, flood, table
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import engine_bench as E  # noqa: E402
+from bench import ui_bench as U  # noqa: E402
+
+
+def machine() -> str:
+    try:
+        import psutil
+
+        mem = f"{psutil.virtual_memory().total / 1024**3:.0f} GB"
+    except ImportError:
+        mem = "?"
+    cpu = platform.processor() or platform.machine()
+    return f"{os.cpu_count()} cores ({cpu}), {mem} RAM, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def main(argv: list[str]) -> int:
+    quick = "--quick" in argv
+    write = "--write" in argv
+    names = [a for a in argv if not a.startswith("--")]
+    suite = {
+        "duty": lambda: E.duty_cycle(n=4 if quick else 8),
+        "overhead": lambda: E.loop_overhead(n=15 if quick else 30),
+        "kill": lambda: E.kill_latency(cycles=20 if quick else 100),
+        "io": lambda: E.results_io(),
+        "first_frame": lambda: U.first_frame(repeat=3 if quick else 5),
+        "idle": lambda: U.idle_cpu(),
+        "flood": lambda: U.flood(),
+        "table": lambda: U.table_load(),
+    }
+    rows = []
+    t_all = time.time()
+    for name, fn in suite.items():
+        if names and name not in names:
+            continue
+        t0 = time.time()
+        try:
+            got = fn()
+        except Exception as e:  # noqa: BLE001 - one broken benchmark does not hide the others
+            got = [(name, float("nan"), "", "", False, f"failed: {type(e).__name__}: {e}"[:300])]
+        rows.extend(got)
+        print(f"  {name}: {time.time() - t0:.0f} s", file=sys.stderr)
+    lines = ["| benchmark | value | goal | met | baseline / notes |", "|---|---|---|---|---|"]
+    for name, value, unit, goal, ok, note in rows:
+        v = f"{value:.3f}" if isinstance(value, float) and value < 10 else f"{value:,.1f}" if isinstance(value, float) else str(value)
+        lines.append(f"| {name} | {v} {unit} | {goal} | {'yes' if ok else '**no**'} | {note} |")
+    table = "\n".join(lines)
+    header = f"Machine: {machine()}. Date: {dt.date.today().isoformat()}. Run: `python -m bench{' --quick' if quick else ''}` ({time.time() - t_all:.0f} s)."
+    print(header)
+    print(table)
+    if write:
+        path = ROOT / "BENCHMARKS.md"
+        text = path.read_text() if path.exists() else ""
+        start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+        block = f"{start}\n{header}\n\n{table}\n{end}"
+        if start in text and end in text:
+            text = text[: text.index(start)] + block + text[text.index(end) + len(end):]
+        else:
+            text = text + "\n" + block + "\n"
+        path.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

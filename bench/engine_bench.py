@@ -1,0 +1,176 @@
+"""Engine benchmarks: duty cycle with a slow LLM, loop overhead vs bare git, kill latency,
+results I/O. Each returns rows: (name, value, unit, goal text, met?, baseline/ratio note)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import TEST_PLATFORM, make_repo  # noqa: E402
+
+from autoresearch_tui.config import load  # noqa: E402
+from autoresearch_tui.engine import events as ev  # noqa: E402
+from autoresearch_tui.engine import runner  # noqa: E402
+from autoresearch_tui.engine.loop import Engine  # noqa: E402
+
+Row = tuple[str, float, str, str, bool, str]
+
+SLEEPY = """\
+import os, time
+WIDTH = 32
+DEPTH = 2
+LR = 0.01
+t0 = time.time()
+time.sleep(float(os.environ["AUTORESEARCH_TIME_BUDGET"]))
+print("val_bpb: 1.000000")
+"""
+
+
+def _session(root: Path, n: int, proposer=None) -> tuple[list[Any], float]:
+    cfg = load(root / "autoresearch.toml")
+    eng = Engine(cfg, proposer=proposer, max_iterations=n, platform=dict(TEST_PLATFORM), poll_s=0.02)
+    events: list[tuple[float, Any]] = []
+    eng.subscribe(lambda e: events.append((time.perf_counter(), e)))
+    t0 = time.perf_counter()
+    asyncio.run(eng.run())
+    return events, time.perf_counter() - t0
+
+
+def _duty(events: list[tuple[float, Any]]) -> float:
+    """Fraction of the wall time, from the first run's start to the last run's end, during
+    which an experiment was running."""
+    starts = [t for t, e in events if isinstance(e, ev.RunStarted)]
+    ends = [t for t, e in events if isinstance(e, ev.RunFinished)]
+    running = sum(b - a for a, b in zip(starts, ends))
+    return running / (ends[-1] - starts[0])
+
+
+def duty_cycle(n: int = 6, budget: float = 3.0, latency: float = 0.3) -> list[Row]:
+    sys.path.insert(0, str(ROOT / "tests"))
+    from llm_server import ScriptedLLM, edit
+
+    from autoresearch_tui.proposers.llm import LLMProposer, load_litellm
+
+    load_litellm()  # the import is paid once, not inside a measured session
+    out = {}
+    for pipeline in (True, False):
+        # distinct edits of the same line; the metric does not move, so every experiment is a
+        # discard and a prepared edit always still applies (the re-ask after a keep is the
+        # exception, not the steady state)
+        replies = [{"delay": latency, **edit(f"lr {k}", "LR = 0.01", f"LR = {0.011 + k / 1000:.3f}")} for k in range(3 * n)]
+        with ScriptedLLM(replies) as srv, tempfile.TemporaryDirectory() as tmp:
+            root = make_repo(Path(tmp) / "r", train=SLEEPY, research={"time_budget_s": budget},
+                             proposer={"kind": "llm", "model": "openai/bench", "api_base": srv.base, "pipeline": pipeline})
+            os.environ.setdefault("OPENAI_API_KEY", "sk-bench-not-secret")
+            cfg = load(root / "autoresearch.toml")
+            events, wall = _session(root, n, LLMProposer(cfg))
+            out[pipeline] = _duty(events)
+    ratio = f"without pipelining {out[False] * 100:.2f}% (x{out[True] / out[False]:.3f})"
+    return [(f"duty cycle, {budget:g} s runs, LLM latency {latency:g} s, pipelined", out[True] * 100, "%", ">= 99%",
+             out[True] >= 0.99, ratio)]
+
+
+def loop_overhead(n: int = 30) -> list[Row]:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_repo(Path(tmp) / "r", train=SLEEPY, research={"time_budget_s": 0.001, "command": "echo 'val_bpb: 1.0'"})
+        # the command ignores the script: every run is instant and equal (all discards after the baseline)
+        events, wall = _session(root, n)
+        gaps = []
+        last_end = None
+        for t, e in events:
+            if isinstance(e, ev.RunFinished):
+                last_end = t
+            elif isinstance(e, ev.RunStarted) and last_end is not None:
+                gaps.append(t - last_end)
+        # the same git work done bare: add + commit + update-ref + reset --hard, per iteration
+        bare = []
+        for i in range(n):
+            (root / "train.py").write_text(SLEEPY.replace("WIDTH = 32", f"WIDTH = {1000 + i}"))
+            t0 = time.perf_counter()
+            for args in (["add", "--", "train.py"], ["commit", "-q", "-m", f"bare {i}"],
+                         ["update-ref", f"refs/bench/{i}", "HEAD"], ["reset", "-q", "--hard", "HEAD~1"]):
+                subprocess.run(["git", *args], cwd=root, capture_output=True, check=True)
+            bare.append(time.perf_counter() - t0)
+    med, bmed = statistics.median(gaps) * 1000, statistics.median(bare) * 1000
+    return [("engine overhead per iteration (median, run and proposal excluded)", med, "ms", "<= 50 ms and <= 2x bare git",
+             med <= 50 and med <= 2 * bmed, f"bare git (add, commit, update-ref, reset) {bmed:.1f} ms: x{med / bmed:.2f}")]
+
+
+WORKER = ("import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+          "open(os.environ['PIDS'], 'a').write(str(os.getpid()) + '\\n'); time.sleep(600)")
+TREE = (f"import os, signal, subprocess, sys, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        f"for _ in range(3):\n    subprocess.Popen([sys.executable, '-c', {WORKER!r}], start_new_session=True)\n"
+        f"open(os.environ['PIDS'], 'a').write(str(os.getpid()) + '\\n')\ntime.sleep(600)\n")
+
+
+def kill_latency(cycles: int = 100, grace: float = 0.3) -> list[Row]:
+    import psutil
+
+    lat, survivors = [], 0
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        (d / "tree.py").write_text(TREE)
+        for i in range(cycles):
+            pids = d / f"pids{i}"
+            os.environ["PIDS"] = str(pids)
+            h = runner.start(f"{sys.executable} tree.py", d, d / f"{i}.log", d / f"{i}.exit", 1)
+            while not pids.exists() or len(pids.read_text().split()) < 4:
+                time.sleep(0.01)
+            deadline = time.perf_counter()
+            left = runner.kill_tree(h, grace)
+            all_pids = [int(x) for x in pids.read_text().split()]
+            while True:
+                alive = [p for p in all_pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+                if not alive or time.perf_counter() - deadline > 10:
+                    break
+                time.sleep(0.005)
+            lat.append(time.perf_counter() - deadline)
+            survivors += len(alive) + left
+    p50, worst = statistics.median(lat), max(lat)
+    return [
+        (f"kill latency, {cycles} trees (setsid workers ignoring SIGTERM), grace {grace:g} s: worst", worst, "s",
+         f"<= grace + 0.5 s = {grace + 0.5:g} s", worst <= grace + 0.5, f"median {p50:.3f} s; minus the grace: {worst - grace:.3f} s"),
+        ("kill survivors", survivors, "processes", "0", survivors == 0, ""),
+    ]
+
+
+def results_io(rows: int = 100_000) -> list[Row]:
+    from autoresearch_tui.engine.results import ResultsStore, tsv_row
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        (root / ".autoresearch").mkdir()
+        recs = [{"kind": "run", "iteration": i, "commit": f"{i:040x}", "metric": 1.0 + i * 1e-6, "memory_gb": 1.5,
+                 "status": ("keep", "discard", "crash")[i % 3], "description": f"experiment number {i} with a few words",
+                 "secondary": {"training_seconds": 300.0}, "duration_s": 301.2} for i in range(rows)]
+        with open(root / ".autoresearch" / "runs.jsonl", "w") as f:
+            for r in recs:
+                f.write(json.dumps(r) + "\n")
+        with open(root / "results.tsv", "w") as f:
+            f.write("commit\tval_bpb\tmemory_gb\tstatus\tdescription\n")
+            for r in recs:
+                f.write(tsv_row(r))
+        store = ResultsStore(root, "results.tsv", "val_bpb")
+        t0 = time.perf_counter()
+        loaded = store.load()
+        t = time.perf_counter() - t0
+        assert len(loaded.records) == rows
+        t0 = time.perf_counter()
+        with open(root / ".autoresearch" / "runs.jsonl") as f:
+            _ = [json.loads(line) for line in f]
+        with open(root / "results.tsv") as f:
+            _ = [line.split("\t") for line in f]
+        bare = time.perf_counter() - t0
+    return [(f"load {rows:,}-row results.tsv + runs.jsonl", t, "s", "<= 0.5 s", t <= 0.5,
+             f"bare json.loads + split of the same files {bare:.3f} s: x{t / bare:.2f}")]
