@@ -184,8 +184,8 @@ class Engine:
     def metric_name(self) -> str:
         return self.cfg.metric.name
 
-    def _thread(self, fn: Callable, *args: Any) -> Any:
-        return asyncio.to_thread(fn, *args)
+    def _thread(self, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        return asyncio.to_thread(fn, *args, **kwargs)
 
     def _record_by_iter(self, n: int) -> dict[str, Any] | None:
         return next((r for r in self.records if r.get("iteration") == n), None)
@@ -292,6 +292,28 @@ class Engine:
             return "tracked files changed by an interrupted experiment were reset to the best commit"
         return None
 
+    def _check_git_sync(self, commit: str) -> str:
+        """A run must not move HEAD or the research branch; if it did, put them back and say so."""
+        if not commit or len(commit) != 40:
+            return ""
+        problems = []
+        ref = f"refs/heads/{self.cfg.branch}"
+        # one git process in the normal case: HEAD's commit and where HEAD points
+        out = self.ledger.git("log", "-1", "--format=%H%x00%D", "HEAD", check=False).strip()
+        head_sha, _, deco = out.partition("\0")
+        on_branch = f"HEAD -> {self.cfg.branch}" in [d.strip() for d in deco.split(",")]
+        if not on_branch:
+            problems.append("switched HEAD away from the research branch")
+            self.ledger.git("symbolic-ref", "HEAD", ref, check=False)
+            head_sha = self.ledger.rev(ref) or ""
+        if head_sha != commit:
+            problems.append("moved the research branch")
+            self.ledger.git("update-ref", ref, commit, check=False)
+        if not problems:
+            return ""
+        self.ledger.git("reset", "-q", "--hard", commit, check=False)
+        return "the run changed the repository's git state (" + ", ".join(problems) + "): result invalid; restored"
+
     def _check_evaluator_sync(self) -> list[str]:
         """Paths of read-only files whose content is not what it must be."""
         now = hash_files(self.root, list(self._readonly_hashes))
@@ -357,15 +379,22 @@ class Engine:
                 self._phase(Phase.PAUSED)
                 await self._sleep_until_woken(1.0)
                 continue
-            if self._remeasure:
-                await self._run_experiment(None, remeasure=self._remeasure)
-                continue
-            proposal = await self._get_proposal()
-            if proposal is None:
-                if self.end_reason:
-                    return self.end_reason
-                continue
-            await self._run_experiment(proposal)
+            try:
+                if self._remeasure:
+                    await self._run_experiment(None, remeasure=self._remeasure)
+                    continue
+                proposal = await self._get_proposal()
+                if proposal is None:
+                    if self.end_reason:
+                        return self.end_reason
+                    continue
+                await self._run_experiment(proposal)
+            except (OSError, GitError) as e:
+                # a full disk, a broken repository: stop cleanly; what was recorded stays, and
+                # the next start recovers the interrupted experiment (re-attach, score, or crash)
+                msg = f"stopped by an error the loop cannot work around: {e}; fix it and start again (the session resumes)"
+                self.notice(msg, "error")
+                return msg
 
     async def _sleep_until_woken(self, timeout: float) -> None:
         self._wake.clear()
@@ -389,9 +418,14 @@ class Engine:
             if self.records:
                 from ..summary import write_summary
 
-                path, text = await self._thread(write_summary, self.cfg, self.records, self.platform or {}, self.total_cost, self.session_started_at)
-                self.summary_text = text
-                self.emit(SessionEnded(self.end_reason or "ended", str(path), text))
+                try:
+                    path, text = await self._thread(write_summary, self.cfg, self.records, self.platform or {}, self.total_cost, self.session_started_at)
+                except OSError as e:
+                    self.notice(f"the summary could not be written ({e}); `autoresearch-tui summary` writes it later", "error")
+                    self.emit(SessionEnded(self.end_reason or "ended"))
+                else:
+                    self.summary_text = text
+                    self.emit(SessionEnded(self.end_reason or "ended", str(path), text))
             else:
                 self.emit(SessionEnded(self.end_reason or "ended"))
         finally:
@@ -676,6 +710,12 @@ class Engine:
             started_at=handle.started_at, ended_at=_now(), log=str(handle.log_path.relative_to(self.root)),
             platform=(self.platform or {}).get("summary", ""), metric_name=m.name,
         )
+        git_tamper = await self._thread(self._check_git_sync, rec.get("commit", ""))
+        if git_tamper:
+            rec["crash_reason"] = git_tamper
+            rec["crash_kind"] = "tampering"
+            rec["metric"] = None
+            self.notice(git_tamper, "error")
         tampered = await self._thread(self._check_evaluator_sync)
         if tampered:
             await self._thread(self._restore_evaluator_sync, tampered)
