@@ -78,6 +78,7 @@ def test_discard_moves_branch_back_and_keeps_experiment_ref(repo):
     # the discarded diff is still retrievable through its ref
     diff = git(repo, "diff", "refs/autoresearch/t1/0", "refs/autoresearch/t1/1")
     assert "+LR = 0.5" in diff
+    assert (recs[1]["lines_added"], recs[1]["lines_removed"]) == (1, 1)
     decisions = [e for e in events if isinstance(e, ev.Decision)]
     assert decisions[-1].record["status"] == "discard"
 

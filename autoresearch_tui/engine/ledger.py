@@ -190,9 +190,10 @@ class Ledger:
         self.git("commit", "-q", "--no-verify", "--allow-empty", "-F", "-", input=message + "\n")
         return self.head()
 
-    def reset_hard(self, commit: str) -> None:
-        """Move the research branch (checked out) to `commit`; tracked files follow."""
-        if self.current_branch() != self.branch:
+    def reset_hard(self, commit: str, verified: bool = False) -> None:
+        """Move the research branch (checked out) to `commit`; tracked files follow.
+        `verified`: the caller has just checked that HEAD is on the research branch."""
+        if not verified and self.current_branch() != self.branch:
             raise GitError(f"refusing to reset: {self.branch} is not checked out")
         self.git("reset", "-q", "--hard", commit)
 
@@ -205,18 +206,6 @@ class Ledger:
 
     def diff(self, a: str, b: str, paths: list[str] | None = None) -> str:
         return self.git("diff", a, b, "--", *(paths or []))
-
-    def numstat(self, a: str, b: str) -> tuple[int, int]:
-        added = removed = 0
-        for line in self.git("diff", "--numstat", a, b).splitlines():
-            parts = line.split("\t")
-            if len(parts) >= 2 and parts[0].isdigit() and parts[1].isdigit():
-                added += int(parts[0])
-                removed += int(parts[1])
-        return added, removed
-
-    def changed_paths(self, a: str, b: str) -> list[str]:
-        return [p for p in self.git("diff", "--name-only", "-z", a, b).split("\0") if p]
 
     def _apply_zero_context(self, a: str, b: str) -> bool:
         """Apply the change a->b onto the index and tree with no context lines, so that a change

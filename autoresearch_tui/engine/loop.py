@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from .. import config as config_mod
 from ..proposers.base import Proposal, ProposalContext, ProposalError, Proposer
-from ..proposers.edits import Rejected, apply_edits, diff_hash
+from ..proposers.edits import Rejected, apply_edits, diff_hash, line_counts
 from . import runner
 from .events import (
     BacklogChanged, CostUpdated, Decision, Event, HistoryLoaded, Notice, OverrideApplied, Phase,
@@ -485,6 +485,7 @@ class Engine:
         r = self.cfg.research
         changed = apply_edits(files, proposal.edits, self.root, r.files_in_scope, r.read_only)
         h = diff_hash(files, changed)
+        proposal.lines_changed = line_counts(files, changed)  # in-process: no `git diff --numstat`
         for rec in self.records:
             if rec.get("diff_hash") == h:
                 raise Rejected(f"this change duplicates experiment #{rec['iteration']} ({rec.get('description', '')}); propose something new")
@@ -628,7 +629,7 @@ class Engine:
             self._phase(Phase.COMMITTING, p.description, n)
             parent = self.best_commit() or ""
             sha, ref = await self._thread(self._commit_sync, n, p, changed)
-            added, removed = await self._thread(self.ledger.numstat, parent, sha) if parent else (0, 0)
+            added, removed = p.lines_changed
             rec.update(
                 description=p.description, hypothesis=p.hypothesis, idea=p.idea, mutation=p.mutation,
                 diff_hash=h, tokens=p.tokens, cost_usd=round(p.cost_usd, 6), lines_added=added, lines_removed=removed,
@@ -768,7 +769,8 @@ class Engine:
     def _after_record_sync(self, rec: dict[str, Any]) -> None:
         target = self.best_commit()
         if target and rec["status"] != "keep":
-            self.ledger.reset_hard(target)
+            # _check_git_sync has just put HEAD back on the research branch if a run moved it
+            self.ledger.reset_hard(target, verified=len(rec.get("commit", "")) == 40)
         elif rec["status"] == "keep":
             # the run may have changed tracked files: back to exactly the kept commit
             if [c for c in self.ledger.status() if not c.status.startswith("??")]:

@@ -156,3 +156,15 @@ def unified_diff(old: dict[str, str], new: dict[str, str]) -> str:
             )
         )
     return "".join(out)
+
+
+def line_counts(old: dict[str, str], new: dict[str, str]) -> tuple[int, int]:
+    """(lines added, lines removed) of the change, as `git diff --numstat` counts them."""
+    added = removed = 0
+    for path, text in new.items():
+        for line in difflib.unified_diff(old.get(path, "").splitlines(), text.splitlines(), n=0, lineterm=""):
+            if line.startswith("+") and not line.startswith("+++"):
+                added += 1
+            elif line.startswith("-") and not line.startswith("---"):
+                removed += 1
+    return added, removed

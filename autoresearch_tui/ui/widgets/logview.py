@@ -19,6 +19,8 @@ class LogPane(Vertical):
         self.poll_s = poll_s
         self.waiting = 0
         self.skipped = 0
+        self._progress = ""
+        self._notes = ""
 
     def compose(self) -> ComposeResult:
         yield Static("no run yet", id="log-title")
@@ -36,6 +38,7 @@ class LogPane(Vertical):
         self.skipped = 0
         log.write_lines(["", f"──── {title} ────"])
         self.query_one("#log-title", Static).update(title)
+        self._progress = ""
         self.query_one("#log-progress", Static).update("")
 
     def poll(self) -> None:
@@ -58,7 +61,9 @@ class LogPane(Vertical):
             log.write_lines(chunk.lines)
             if not at_end:
                 self.waiting += len(chunk.lines)
-        if chunk.progress is not None:
+        if chunk.progress is not None and chunk.progress != self._progress:
+            # only on change: a Static update asks for a new layout, which repaints the panes
+            self._progress = chunk.progress
             self.query_one("#log-progress", Static).update(chunk.progress)
         if log.is_vertical_scroll_end:
             self.waiting = 0
@@ -67,4 +72,7 @@ class LogPane(Vertical):
             notes.append(f"↓ {self.waiting} new lines below (End: follow)")
         if self.skipped:
             notes.append(f"~{self.skipped:,} lines not shown (the whole log is in {self.tailer.path})")
-        self.query_one("#log-waiting", Static).update(" · ".join(notes))
+        text = " · ".join(notes)
+        if text != self._notes:
+            self._notes = text
+            self.query_one("#log-waiting", Static).update(text)

@@ -8,7 +8,24 @@ from typing import Any, Callable
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual.widgets import ProgressBar, Static
+from textual.widget import Widget
+from textual.widgets import ProgressBar
+
+
+class StatusText(Widget):
+    """Two lines of text that repaint without asking for a new layout (it ticks every second)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.text = Text()
+
+    def set(self, text: Text) -> None:
+        if text.plain != self.text.plain or text.spans != self.text.spans:
+            self.text = text
+            self.refresh()
+
+    def render(self) -> Text:
+        return self.text
 
 PHASE_COLOURS = {
     "baseline": "secondary", "proposing": "secondary", "committing": "secondary", "running": "primary",
@@ -48,7 +65,7 @@ class StatusBar(Horizontal):
         self.session_done = 0
 
     def compose(self) -> ComposeResult:
-        yield Static(id="status-text")
+        yield StatusText(id="status-text")
         yield ProgressBar(total=100, show_eta=False, show_percentage=False, id="run-progress")
 
     def on_mount(self) -> None:
@@ -89,9 +106,8 @@ class StatusBar(Horizontal):
             t.append(f"· baseline {self.baseline:.6f} ", style="dim")
         if self.platform:
             t.append(f"· {self.platform}", style="dim")
-        self.query_one("#status-text", Static).update(t)
+        self.query_one("#status-text", StatusText).set(t)
         bar = self.query_one("#run-progress", ProgressBar)
-        if self.run_start is not None and self.budget:
-            bar.update(total=self.budget, progress=min(self.budget, now - self.run_start))
-        else:
-            bar.update(total=100, progress=0)
+        total, progress = (self.budget, round(min(self.budget, now - self.run_start))) if (self.run_start is not None and self.budget) else (100, 0)
+        if (bar.total, bar.progress) != (total, progress):
+            bar.update(total=total, progress=progress)
