@@ -149,9 +149,21 @@ async def main():
             lat.append(time.monotonic() - t0)
             await pilot.pause(0.2)
         out["lat"] = sorted(lat)
+        # a light key: focus the idea input and back (no screen switch, no footer rebuild)
+        light = []
+        for _ in range(20):
+            t0 = time.monotonic()
+            await pilot.press("i")
+            await T.wait_for(pilot, lambda: app.focused is not None and app.focused.id == "idea-input", 10)
+            light.append(time.monotonic() - t0)
+            await pilot.press("escape")
+            await pilot.pause(0.1)
+        out["light"] = sorted(light)
         out["lines"] = app.screen.query_one("#logpane").tailer.total_lines
         await T.quit_app(pilot, app, eng)
-    out["rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: Linux keeps ru_maxrss across execve, so a child started by a big
+    # parent would report the parent's peak
+    out["rss"] = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
     print(json.dumps(out))
 asyncio.run(main())
 """
@@ -164,10 +176,13 @@ def flood() -> list[Row]:
         return xs[min(len(xs) - 1, int(q * len(xs)))]
     p50, p95, worst = p(loud["lat"], 0.5), p(loud["lat"], 0.95), loud["lat"][-1]
     qp95 = p(quiet["lat"], 0.95)
+    lp95, qlp95 = p(loud["light"], 0.95), p(quiet["light"], 0.95)
     return [
-        ("key-to-screen latency under 100k lines/s (p95 of open/close help)", p95 * 1000, "ms", "<= 150 ms", p95 <= 0.150,
-         f"p50 {p50 * 1000:.0f} ms, worst {worst * 1000:.0f} ms; same with a quiet run: p95 {qp95 * 1000:.0f} ms; "
-         f"{loud['lines'] / 10:,.0f} lines/s seen by the tailer"),
+        ("key-to-screen latency under 100k lines/s, light key (p95 of `i`: focus the idea input)", lp95 * 1000, "ms",
+         "<= 150 ms", lp95 <= 0.150, f"same with a quiet run: p95 {qlp95 * 1000:.0f} ms"),
+        ("key-to-screen latency under 100k lines/s, dialog (p95 of opening/closing help)", p95 * 1000, "ms", "<= 150 ms",
+         p95 <= 0.150, f"p50 {p50 * 1000:.0f} ms, worst {worst * 1000:.0f} ms; same with a quiet run: p95 {qp95 * 1000:.0f} ms "
+         f"(a screen switch rebuilds Textual's footer); {loud['lines'] / 10:,.0f} lines/s seen by the tailer"),
         ("peak RSS of the app process under the flood", loud["rss"], "MB", "<= 300 MB", loud["rss"] <= 300,
          f"quiet run: {quiet['rss']:.0f} MB"),
     ]

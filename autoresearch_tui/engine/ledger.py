@@ -40,6 +40,7 @@ class Ledger:
         for k in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
             self._env.pop(k, None)
         self._identity_checked = False
+        self._git_dir: Path | None = None
 
     # ------------------------------------------------------------------ basics
     def git(self, *args: str, input: str | None = None, check: bool = True) -> str:
@@ -67,7 +68,9 @@ class Ledger:
 
     @property
     def git_dir(self) -> Path:
-        return Path(self.git("rev-parse", "--absolute-git-dir").strip())
+        if self._git_dir is None:  # asked once: it is on the hot path (index.lock check per commit)
+            self._git_dir = Path(self.git("rev-parse", "--absolute-git-dir").strip())
+        return self._git_dir
 
     def current_branch(self) -> str | None:
         p = subprocess.run(["git", "symbolic-ref", "--short", "-q", "HEAD"], cwd=self.root, env=self._env, capture_output=True, text=True)
@@ -188,7 +191,21 @@ class Ledger:
         self._ensure_identity()
         self.git("add", "--", *paths)
         self.git("commit", "-q", "--no-verify", "--allow-empty", "-F", "-", input=message + "\n")
+        # git has just written the branch's loose ref: read it instead of one more process
+        try:
+            sha = (self.git_dir / "refs" / "heads" / self.branch).read_text().strip()
+            if len(sha) == 40 and self.current_branch_file() == self.branch:
+                return sha
+        except OSError:
+            pass
         return self.head()
+
+    def current_branch_file(self) -> str | None:
+        try:
+            head = (self.git_dir / "HEAD").read_text().strip()
+        except OSError:
+            return None
+        return head[len("ref: refs/heads/"):] if head.startswith("ref: refs/heads/") else None
 
     def reset_hard(self, commit: str, verified: bool = False) -> None:
         """Move the research branch (checked out) to `commit`; tracked files follow.

@@ -12,7 +12,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input
+from textual.widgets import DataTable, Input
 
 from ...engine import events as ev
 from ...headless import format_event
@@ -20,6 +20,7 @@ from ..messages import EngineEvent
 from ..widgets.backlog import BacklogPane
 from ..widgets.chart import MetricChart
 from ..widgets.gitlog import GitLogPane
+from ..widgets.keybar import KeyBar
 from ..widgets.logview import LogPane
 from ..widgets.results import ResultsTable
 from ..widgets.status import StatusBar
@@ -66,7 +67,7 @@ class MainScreen(Screen):
                 yield GitLogPane("(git log)", id="gitlog")
                 yield BacklogPane(id="backlog")
         yield ResultsTable(id="results")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         cfg = self.engine.cfg
