@@ -23,6 +23,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 CONFIG_NAME = "autoresearch.toml"
 DIRECTIONS = ("minimize", "maximize")
 PROPOSER_KINDS = ("mutate", "llm")
+KEEP_POLICIES = ("strict", "margin", "confirm")
 _TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -66,6 +67,9 @@ class MetricConfig:
     pattern: str = ""
     min_delta: float = 0.0
     secondary: list[str] = field(default_factory=lambda: ["peak_vram_mb", "training_seconds"])
+    baseline_runs: int = 1
+    keep_policy: str = "strict"
+    noise_k: float = 2.0
 
 
 @dataclass
@@ -253,6 +257,14 @@ def validate(cfg: Config) -> None:
             )
     if m.min_delta < 0:
         raise ConfigError(f"{file}: [metric] min_delta must be 0 or more (got {m.min_delta:g})")
+    if m.baseline_runs < 1 or m.baseline_runs > 20:
+        raise ConfigError(f"{file}: [metric] baseline_runs must be between 1 and 20 (got {m.baseline_runs}); 3 gives a noise estimate")
+    if m.keep_policy not in KEEP_POLICIES:
+        raise ConfigError(f'{file}: [metric] keep_policy must be "strict", "margin" or "confirm" (got {m.keep_policy!r})')
+    if m.noise_k < 0:
+        raise ConfigError(f"{file}: [metric] noise_k must be 0 or more (got {m.noise_k:g})")
+    if m.keep_policy != "strict" and m.baseline_runs < 2:
+        raise ConfigError(f'{file}: [metric] keep_policy "{m.keep_policy}" needs a noise estimate: set baseline_runs to 3 (or more)')
     if p.kind not in PROPOSER_KINDS:
         raise ConfigError(f'{file}: [proposer] kind must be "mutate" or "llm" (got {p.kind!r})')
     if p.kind == "llm" and not p.model.strip():

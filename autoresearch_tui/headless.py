@@ -54,6 +54,10 @@ def format_event(e: ev.Event, engine: Engine) -> str | None:
         mem = r.get("memory_gb")
         mm = f"  mem {mem:.1f} GB" if mem is not None else ""
         why = f"  ({r['discard_reason']})" if r.get("discard_reason") else ""
+        if r.get("confidence") is not None:
+            why += f"  [{r['confidence']:+.1f}σ: {r.get('verdict', '')}]"
+        if r.get("flag"):
+            why += f"  ! {r['flag']}"
         return f"#{r['iteration']} {st:<8} {name} {_m(r.get('metric'))}{dd}{mm}  {r.get('description', '')}{why}"
     if isinstance(e, ev.OverrideApplied):
         return f"#{e.iteration} marked {e.status} by the user; branch at {e.new_head[:7]}"

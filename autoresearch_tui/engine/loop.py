@@ -23,7 +23,8 @@ from .events import (
     RunStarted, SessionEnded, SessionStarted,
 )
 from .ledger import GitError, Ledger
-from .measure import delta, evaluate_run, hash_files, is_better
+from .measure import delta, evaluate_run, hash_files
+from .policy import decide, noise_of, reference_of
 from .notes import Idea, Notes, clean_idea, render_notes
 from .preflight import preflight
 from .results import ResultsStore
@@ -369,6 +370,11 @@ class Engine:
             if self.best is None:
                 last = self.records[-1] if self.records else {}
                 return f"the baseline run crashed ({last.get('crash_reason', 'no metric')}); see run.log, fix the command and start again"
+        # repeated baseline runs measure the noise (only before the first experiment)
+        while (not self.stopping and not any(not r.get("is_baseline") for r in self.records)
+               and sum(1 for r in self.records if r.get("is_baseline") and r.get("metric") is not None) < self.cfg.metric.baseline_runs):
+            done = sum(1 for r in self.records if r.get("is_baseline") and r.get("metric") is not None)
+            await self._run_experiment(None, baseline=True, repeat=done + 1)
         while True:
             await self._apply_overrides()
             if self.stopping:
@@ -619,7 +625,8 @@ class Engine:
         return sha, ref
 
     async def _run_experiment(
-        self, proposal: tuple[Proposal, dict[str, str], str] | None, baseline: bool = False, remeasure: dict[str, Any] | None = None
+        self, proposal: tuple[Proposal, dict[str, str], str] | None, baseline: bool = False, remeasure: dict[str, Any] | None = None,
+        repeat: int = 0,
     ) -> None:
         n = len(self.records)
         self.iteration = n
@@ -642,6 +649,9 @@ class Engine:
             ref = await self._thread(self.ledger.set_ref, n, sha)
             if remeasure:
                 rec.update(description=f"re-measure after the override of #{remeasure['of']}", remeasure_of=remeasure["of"])
+            elif repeat > 1:
+                k = self.cfg.metric.baseline_runs
+                rec.update(description=f"baseline (run {repeat}/{k}, noise estimate)", is_baseline=True)
             else:
                 rec.update(description="baseline", is_baseline=True)
         rec.update(commit=sha, ref=ref)
@@ -732,16 +742,17 @@ class Engine:
             status = "crash"
         elif rec.get("is_baseline") or rec.get("remeasure_of") is not None:
             status = "keep"
-        elif best_val is None or is_better(rec["metric"], best_val, m.direction, m.min_delta):
+        elif best_val is None:
             status = "keep"
+        else:
+            status = await self._decide(n, rec)
+        if status == "keep" and not rec.get("is_baseline") and rec.get("remeasure_of") is None and best_val is not None:
             if r.guard_command:
                 ok, why = await self._run_guard(n)
                 rec["guard"] = "pass" if ok else why
                 if not ok:
                     status = "discard"
                     rec["discard_reason"] = f"guard failed: {why}"
-        else:
-            status = "discard"
         rec["status"] = status
         # record first (fsynced), then move the branch
         await self._thread(self.results.append, rec)
@@ -765,6 +776,44 @@ class Engine:
         done = len([x for x in self.records if not x.get("is_baseline")])
         if done and done % 10 == 0 and not rec.get("is_baseline"):
             self.emit(ProgressReport(done, self.progress_line()))
+
+    async def _decide(self, n: int, rec: dict[str, Any]) -> str:
+        m = self.cfg.metric
+        spread = noise_of(self.records)
+        ref, n_ref = reference_of(self.records, self.best)
+        lines = (int(rec.get("lines_added") or 0), int(rec.get("lines_removed") or 0))
+        v = decide(rec["metric"], ref, n_ref, m.direction, m.keep_policy, m.min_delta, spread, m.noise_k, lines)
+        if v.status == "confirm":
+            self._phase(Phase.RUNNING, f"confirming #{n}: {v.verdict}", n)
+            second = await self._confirm_run(n)
+            if second is None:
+                v.status, v.verdict = "discard", "the confirmation run failed"
+            else:
+                rec["runs"] = [rec["metric"], second]
+                rec["metric"] = (rec["metric"] + second) / 2
+                v = decide(rec["metric"], ref, n_ref, m.direction, m.keep_policy, m.min_delta, spread, m.noise_k, lines, confirmed_runs=2)
+                best_val = self.best.get("metric") if self.best else None
+                rec["delta_vs_best"] = delta(rec["metric"], best_val)
+        rec.update(verdict=v.verdict, confidence=None if v.confidence is None else round(v.confidence, 3),
+                   margin=v.margin, noise=spread, policy=m.keep_policy)
+        if v.flag:
+            rec["flag"] = v.flag
+            self.notice(f"#{n} {rec.get('description', '')}: {v.flag}", "warning")
+        return v.status
+
+    async def _confirm_run(self, n: int) -> float | None:
+        """Run the same commit once more (the candidate is still checked out)."""
+        r, m = self.cfg.research, self.cfg.metric
+        log = self.logs_dir / f"{n:05d}.confirm.log"
+        self._kill.clear()
+        h = await self._thread(runner.start, r.command, self.root, log, self.logs_dir / f"{n:05d}.confirm.exit", r.time_budget_s)
+        self.current_run = h
+        try:
+            out = await runner.wait(h, r.effective_timeout, r.kill_grace_s, self._kill, self.poll_s)
+        finally:
+            self.current_run = None
+        meas = await self._thread(evaluate_run, log, out, m.name, m.pattern, [], "")
+        return None if meas.get("crash_reason") else meas.get("metric")
 
     def _after_record_sync(self, rec: dict[str, Any]) -> None:
         target = self.best_commit()

@@ -24,12 +24,6 @@ def hash_files(root: Path, paths: list[str]) -> dict[str, str]:
     return out
 
 
-def is_better(value: float, best: float, direction: str, min_delta: float) -> bool:
-    if direction == "maximize":
-        return value > best + min_delta
-    return value < best - min_delta
-
-
 def delta(value: float | None, ref: float | None) -> float | None:
     if value is None or ref is None:
         return None

@@ -126,7 +126,8 @@ def render_notes(
         "",
         f"`{m.name}`, {m.direction} (lower is better)" if m.direction == "minimize" else f"`{m.name}`, maximize (higher is better)",
         f"- extraction: {'regex ' + repr(m.pattern) if m.pattern else f'last `{m.name}: <number>` or `METRIC {m.name}=<number>` line of the log'}",
-        f"- keep: strictly better than the best by more than min_delta = {m.min_delta:g}",
+        f"- keep policy: {m.keep_policy} (min_delta {m.min_delta:g}"
+        + (f", noise_k {m.noise_k:g}, baseline runs {m.baseline_runs})" if m.keep_policy != "strict" else ")"),
         "",
         "## Command",
         "",

@@ -35,7 +35,7 @@ class Chunk:
 
 
 class LogTailer:
-    def __init__(self, path: str, max_read: int = 512 * 1024, max_line: int = 2000, max_lines: int = 400):
+    def __init__(self, path: str, max_read: int = 512 * 1024, max_line: int = 2000, max_lines: int = 120):
         self.path = path
         self.offset = 0
         self.inode: int | None = None

@@ -116,6 +116,7 @@ class MainScreen(Screen):
         elif isinstance(e, ev.Decision):
             table.upsert(e.record)
             status.session_done = self.engine.experiments_this_session
+            status.noise = e.record.get("noise") or status.noise
             self.query_one(MetricChart).add(e.record)
             self._best(status, e.best, e.baseline)
             self.refresh_git_log()

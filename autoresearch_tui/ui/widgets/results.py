@@ -41,7 +41,9 @@ class ResultsTable(DataTable):
             "iter": Text(str(rec.get("iteration", ""))),
             "commit": Text(str(rec.get("commit", ""))[:7]),
             "metric": Text(f"{m:.6f}" if m is not None else "—"),
-            "delta": Text(f"{d:+.6f}" if d is not None and not rec.get("is_baseline") else ""),
+            "delta": Text((f"{d:+.6f}" if d is not None and not rec.get("is_baseline") else "")
+                          + (f" {rec['confidence']:+.1f}σ" if rec.get("confidence") is not None else "")
+                          + (" !" if rec.get("flag") else "")),
             "mem": Text(f"{mem:.1f}" if mem is not None else "—"),
             "status": Text(label, style=f"bold {colour}" if colour else "bold"),
             "desc": Text(desc[:120]),

@@ -63,6 +63,7 @@ class StatusBar(Horizontal):
         self.platform = ""
         self.paused = False
         self.session_done = 0
+        self.noise = 0.0
 
     def compose(self) -> ComposeResult:
         yield StatusText(id="status-text")
@@ -104,6 +105,8 @@ class StatusBar(Horizontal):
             t.append(self.detail[:60] + " ", style="italic")
         if self.baseline is not None:
             t.append(f"· baseline {self.baseline:.6f} ", style="dim")
+        if self.noise:
+            t.append(f"· noise σ {self.noise:.4g} ", style="dim")
         if self.platform:
             t.append(f"· {self.platform}", style="dim")
         self.query_one("#status-text", StatusText).set(t)
