@@ -44,3 +44,16 @@ def test_summary_plot_writes_a_png(repo):
 def test_summary_without_results_says_so(repo):
     p = cli(repo, "summary")
     assert p.returncode == 2 and "no experiments recorded yet" in p.stderr
+
+
+def test_terminal_chart_shows_points_kept_and_running_best():
+    from autoresearch_tui.ui.asciichart import render
+
+    recs = [{"iteration": 0, "metric": 2.0, "status": "keep"}, {"iteration": 1, "metric": 2.5, "status": "discard"},
+            {"iteration": 2, "metric": 1.0, "status": "keep"}, {"iteration": 3, "metric": None, "status": "crash"}]
+    text = render(recs, "minimize", width=40, height=10)
+    rows = text.splitlines()
+    plot = "\n".join(rows[:10])
+    assert plot.count("●") == 2 and plot.count("·") == 1 and "─" in plot
+    assert rows[0].strip().startswith("2.5")  # highest value on the top row
+    assert "best 1.000000" in text and "n=3" in text

@@ -191,6 +191,12 @@ async def test_help_and_theme_keys(tmp_path):
         assert isinstance(app.screen, TextScreen)
         assert "Kill run" in str(app.screen.query_one("#text-body").render())
         await pilot.press("escape")
+        await wait_for(pilot, lambda: len(decisions(events)) >= 1, what="baseline")
+        await pilot.press("g")
+        await pilot.pause(0.2)
+        assert isinstance(app.screen, TextScreen)
+        assert "running best" in str(app.screen.query_one("#text-body").render())
+        await pilot.press("escape")
         await pilot.press("t")
         await pilot.pause(0.3)
         assert "CommandPalette" in app.screen.__class__.__name__

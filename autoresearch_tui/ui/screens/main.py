@@ -38,6 +38,7 @@ class MainScreen(Screen):
         Binding("enter", "show_diff", "Diff", id="diff", show=False),
         Binding("i", "focus_idea", "Idea", id="idea"),
         Binding("t", "pick_theme", "Theme", id="theme"),
+        Binding("g", "chart", "Chart", id="chart"),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("q", "quit", "Quit", id="quit"),
         Binding("end", "follow_log", "Follow log", id="follow", show=False),
@@ -285,6 +286,15 @@ class MainScreen(Screen):
             ok = await asyncio.to_thread(self.engine.add_idea, text)
             if ok:
                 self.app.notify(f"queued for the next iteration: {text[:60]}", timeout=4)
+
+    def action_chart(self) -> None:
+        from ..asciichart import render
+
+        table = self.query_one(ResultsTable)
+        records = [table.records[k] for k in table.records]
+        size = self.app.size
+        body = render(records, self.engine.cfg.metric.direction, width=max(30, size.width - 30), height=max(8, size.height - 16))
+        self.app.push_screen(TextScreen(f"{self.engine.cfg.metric.name}: every experiment, kept ones, running best", body))
 
     def action_pick_theme(self) -> None:
         self.app.action_change_theme()
