@@ -114,7 +114,7 @@ def render(cfg: Config, records: list[dict[str, Any]], platform: dict[str, Any],
             groups[_category(r)].append(r)
     for cat, rs in sorted(groups.items(), key=lambda kv: -len(kv[1])):
         nc = sum(1 for r in rs if r.get("status") == "crash")
-        outcome = f"{len(rs) - nc} discard" + (f", {nc} crash" if nc else "")
+        outcome = ", ".join(x for x in (f"{len(rs) - nc} discard" if len(rs) > nc else "", f"{nc} crash" if nc else "") if x)
         ex = "; ".join(r.get("description", "") for r in rs[:3])
         out.append(f"| {cat} | {len(rs)} | {outcome} | {ex} |")
     if not groups:
