@@ -28,6 +28,7 @@ FIELDS = [
     ("max_iterations", "Max iterations", "0 = until stopped"),
     ("metric", "Metric", "its name as the log prints it (name: value)"),
     ("min_delta", "Minimum improvement", "keep only if better by more than this"),
+    ("baseline_runs", "Baseline runs", "3 measures run-to-run noise (then keep policy margin/confirm); 1 = off"),
     ("branch_tag", "Branch tag", "the branch is autoresearch/<tag>"),
     ("guard_command", "Guard command", "optional: must pass before a keep (e.g. pytest -x -q)"),
     ("model", "LLM model", "litellm model string (proposer llm)"),
@@ -71,6 +72,7 @@ class WizardScreen(Screen[Config | None]):
             "metric": metric,
             "direction": detect.guess_direction(metric),
             "min_delta": "0",
+            "baseline_runs": "1",
             "branch_tag": self.tag or default_tag(),
             "guard_command": "",
             "kind": prop["kind"],
@@ -89,6 +91,12 @@ class WizardScreen(Screen[Config | None]):
                         yield Label("Direction", classes="field-label")
                         yield Select([("minimize", "minimize"), ("maximize", "maximize")], value=d["direction"],
                                      allow_blank=False, id="f-direction", classes="field-input")
+                if fid == "guard_command":
+                    with Horizontal(classes="field-row"):
+                        yield Label("Keep policy", classes="field-label")
+                        yield Select([("strict (any improvement)", "strict"), ("margin (beyond the noise)", "margin"),
+                                      ("confirm (re-run the marginal)", "confirm")], value="strict",
+                                     allow_blank=False, id="f-keep_policy", classes="field-input")
                 if fid == "model":
                     with Horizontal(classes="field-row"):
                         yield Label("Proposer", classes="field-label")
@@ -149,6 +157,9 @@ class WizardScreen(Screen[Config | None]):
         mi = self.value("max_iterations") or "0"
         if not mi.isdigit():
             raise ConfigError(f"{self.path.name}: [research] max_iterations must be a whole number, 0 = until stopped (got {mi!r})")
+        br = self.value("baseline_runs") or "1"
+        if not br.isdigit():
+            raise ConfigError(f"{self.path.name}: [metric] baseline_runs must be a whole number, e.g. 3 (got {br!r})")
         try:
             min_delta = float(self.value("min_delta") or "0")
         except ValueError:
@@ -169,6 +180,8 @@ class WizardScreen(Screen[Config | None]):
                 "name": self.value("metric"),
                 "direction": str(self.query_one("#f-direction", Select).value),
                 "min_delta": min_delta,
+                "baseline_runs": int(br),
+                "keep_policy": str(self.query_one("#f-keep_policy", Select).value),
             },
             "proposer": {
                 "kind": str(self.query_one("#f-kind", Select).value),
@@ -217,6 +230,7 @@ class WizardScreen(Screen[Config | None]):
             ("Command", r.command),
             ("Time budget / run", f"{r.time_budget_s:g} s (killed after {r.effective_timeout:g} s)"),
             ("Metric", f"{m.name} ({m.direction}), min_delta {m.min_delta:g}"),
+            ("Keep policy", f"{m.keep_policy}, baseline runs {m.baseline_runs}" + (f", noise_k {m.noise_k:g}" if m.keep_policy != "strict" else "")),
             ("Max iterations", str(r.max_iterations or "unlimited")),
             ("Branch", cfg.branch),
             ("Results file", r.results_file),
