@@ -88,8 +88,8 @@ async def test_keep_key_on_a_discarded_row_reapplies_it(tmp_path):
         await pilot.press("k")
         await wait_for(pilot, lambda: any(isinstance(e, ev.OverrideApplied) for e in events), 30, "override")
         assert f"keep #{target['iteration']} (user override)" in git(root, "log", "-1", "--format=%s")
-        row = table.get_row(str(target["iteration"]))
-        assert "keep (you)" in str(row[5])
+        # the event reaches the screen as a message: wait for the cell, updated in place
+        await wait_for(pilot, lambda: "keep (you)" in str(table.get_row(str(target["iteration"]))[5]), 10, "the cell")
         await quit_app(pilot, app, eng)
 
 
@@ -110,8 +110,9 @@ async def test_typed_idea_is_queued_then_tagged_on_its_row(tmp_path):
         await wait_for(pilot, lambda: any(r.get("idea") == "DEPTH=7" for r in decisions(events)), 60, "idea run")
         rec = next(r for r in decisions(events) if r.get("idea") == "DEPTH=7")
         assert rec["description"] == "DEPTH 2 -> 7"
-        row = app.screen.query_one(ResultsTable).get_row(str(rec["iteration"]))
-        assert str(row[7]) == "DEPTH=7"
+        table = app.screen.query_one(ResultsTable)
+        await wait_for(pilot, lambda: str(rec["iteration"]) in table.records, 10, "the row")
+        assert str(table.get_row(str(rec["iteration"]))[7]) == "DEPTH=7"
         assert "[x] DEPTH=7" in (root / "autoresearch.md").read_text()
         await quit_app(pilot, app, eng)
 
