@@ -180,7 +180,7 @@ def test_min_delta_and_maximize(tmp_path):
 
 
 def test_secrets_scrubbed_from_run_environment(tmp_path):
-    src = TOY_TRAIN + "\nimport os\nprint('ENV', sorted(k for k in os.environ if 'KEY' in k or 'TOKEN' in k))\nprint('BUDGET', os.environ['AUTORESEARCH_TIME_BUDGET'])\n"
+    src = TOY_TRAIN + "\nimport os, re\nprint('ENV', sorted(k for k in os.environ if re.search(r'(^|_)(KEY|TOKEN|SECRET)(_|$)', k)))\nprint('BUDGET', os.environ['AUTORESEARCH_TIME_BUDGET'])\n"
     root = make_repo(tmp_path / "r", train=src)
     p = cli(root, "--headless", "--max-iterations", "1",
             env={"OPENAI_API_KEY": "sk-SENTINEL-123", "HF_TOKEN": "hf-SENTINEL", "MY_SERVICE_SECRET": "s3"})

@@ -578,9 +578,10 @@ class Engine:
         self._prefetch = asyncio.create_task(self._ask(ctx))
 
     def _account_cost(self, p: Proposal) -> None:
-        if p.tokens or p.cost_usd:
-            self.total_cost += p.cost_usd
-            self.total_tokens += p.tokens
+        # the proposer's own totals: they include prepared proposals that were never used
+        total, tokens = self.proposer.total_cost, self.proposer.total_tokens
+        if (total, tokens) != (self.total_cost, self.total_tokens):
+            self.total_cost, self.total_tokens = total, tokens
             self.emit(CostUpdated(self.total_cost, self.total_tokens, p.cost_usd, p.tokens))
             cap = self.cfg.proposer.max_cost_usd
             if cap and self.total_cost >= cap and not self.paused:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -31,13 +30,12 @@ from pathlib import Path
 
 import psutil
 
+from ..secrets import is_secret_name
+
 RUN_MARKER = "AUTORESEARCH_RUN_ID"
-_SECRET_PART = re.compile(r"(^|_)(KEY|APIKEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)(_|$)")
-
-
 def scrub_env(env: dict[str, str]) -> dict[str, str]:
     """The environment without provider keys and other secrets (names with KEY/TOKEN/SECRET…)."""
-    return {k: v for k, v in env.items() if not _SECRET_PART.search(k.upper())}
+    return {k: v for k, v in env.items() if not is_secret_name(k)}
 
 
 def become_subreaper() -> bool:

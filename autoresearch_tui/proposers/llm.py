@@ -19,11 +19,11 @@ import re
 from typing import Any
 
 from ..config import Config
+from ..secrets import is_secret_name
 from .base import Edit, Proposal, ProposalContext, ProposalError, Proposer
 from .prompt import build_messages
 
 _litellm: Any = None
-_SECRET_NAME = re.compile(r"(^|_)(KEY|APIKEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)(_|$)", re.I)
 _SECRET_SHAPES = [
     re.compile(r"sk-[A-Za-z0-9_\-]{8,}"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9_\-\.=]{8,}"),
@@ -40,7 +40,7 @@ def redact(text: str, env: dict[str, str] | None = None) -> str:
     env = os.environ if env is None else env
     out = str(text)
     for k, v in env.items():
-        if v and len(v) >= 6 and _SECRET_NAME.search(k):
+        if v and len(v) >= 6 and is_secret_name(k):
             out = out.replace(v, "***")
     for rx in _SECRET_SHAPES:
         out = rx.sub(lambda m: (m.group(1) if m.groups() else "") + "***", out)
