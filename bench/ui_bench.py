@@ -18,6 +18,19 @@ import asyncio, json, os, sys, time, resource, tempfile
 from pathlib import Path
 sys.path.insert(0, {str(ROOT / 'tests')!r}); sys.path.insert(0, {str(ROOT)!r})
 os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp()
+
+
+def bare_app():
+    # the baseline: a bare Textual app with a footer, measured the same way
+    from textual.app import App
+    from textual.widgets import Static, Footer
+
+    class Bare(App):
+        def compose(self):
+            yield Static("hello")
+            yield Footer()
+
+    return Bare()
 """
 
 
@@ -40,13 +53,7 @@ if KIND == "app":
     cfg = load(Path({root!r}) / "autoresearch.toml")
     app = AutoresearchApp(cfg, engine=Engine(cfg, platform={{"kind": "cpu", "summary": "CPU"}}), run_engine=False)
 else:
-    from textual.app import App
-    from textual.widgets import Static, Footer
-    class Bare(App):
-        def compose(self):
-            yield Static("hello")
-            yield Footer()
-    app = Bare()
+    app = bare_app()
 out = {{}}
 def first():
     out["t"] = time.time() - created
@@ -85,13 +92,7 @@ if KIND == "app":
     eng = Engine(cfg, platform=dict(TEST_PLATFORM))
     app = AutoresearchApp(cfg, engine=eng)
 else:
-    from textual.app import App
-    from textual.widgets import Static, Footer
-    class Bare(App):
-        def compose(self):
-            yield Static("hello")
-            yield Footer()
-    app = Bare()
+    app = bare_app()
 out = {{}}
 async def measure():
     await asyncio.sleep(3)

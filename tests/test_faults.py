@@ -126,13 +126,18 @@ BAD_RUNS = [
 ]
 
 
-@pytest.mark.parametrize("case,code,words", BAD_RUNS, ids=[c[0] for c in BAD_RUNS])
-def test_bad_runs_are_crashes_with_a_reason(tmp_path, case, code, words):
+def _one_experiment_running(tmp_path, code: str) -> tuple[Path, dict]:
+    """A repo whose train.py runs `code` when MODE is not "ok"; one experiment sets MODE."""
     src = TOY_TRAIN.replace('MODE = "ok"\n', 'MODE = "ok"\nimport os, sys\nif MODE != "ok":\n' + code)
     root = make_repo(tmp_path / "r", train=src)
-    cfg = load_cfg(root)
-    run_engine(cfg, proposer=ScriptedProposer([("bad", [("train.py", 'MODE = "ok"', 'MODE = "bad"')])]), max_iterations=1)
-    rec = jsonl_runs(root)[1]
+    run_engine(load_cfg(root), proposer=ScriptedProposer([("odd", [("train.py", 'MODE = "ok"', 'MODE = "odd"')])]),
+               max_iterations=1)
+    return root, jsonl_runs(root)[1]
+
+
+@pytest.mark.parametrize("case,code,words", BAD_RUNS, ids=[c[0] for c in BAD_RUNS])
+def test_bad_runs_are_crashes_with_a_reason(tmp_path, case, code, words):
+    root, rec = _one_experiment_running(tmp_path, code)
     assert rec["status"] == "crash" and words in rec["crash_reason"], rec.get("crash_reason")
     check_invariants(root)
     assert git(root, "rev-parse", "--abbrev-ref", "HEAD").strip() == "autoresearch/t1"
@@ -147,11 +152,7 @@ GOOD_BUT_ODD = [
 
 @pytest.mark.parametrize("case,code,value", GOOD_BUT_ODD, ids=[c[0] for c in GOOD_BUT_ODD])
 def test_odd_but_valid_runs_are_measured(tmp_path, case, code, value):
-    src = TOY_TRAIN.replace('MODE = "ok"\n', 'MODE = "ok"\nimport os, sys\nif MODE != "ok":\n' + code)
-    root = make_repo(tmp_path / "r", train=src)
-    cfg = load_cfg(root)
-    run_engine(cfg, proposer=ScriptedProposer([("odd", [("train.py", 'MODE = "ok"', 'MODE = "odd"')])]), max_iterations=1)
-    rec = jsonl_runs(root)[1]
+    root, rec = _one_experiment_running(tmp_path, code)
     assert rec["status"] == "keep" and rec["metric"] == value, rec
     check_invariants(root)
 

@@ -73,13 +73,18 @@ def _ideas_repo(tmp_path):
     return root
 
 
-def test_resume_reattaches_a_run_that_outlived_a_kill_9(tmp_path):
+def _kill_9_during_experiment_1(tmp_path) -> tuple[Path, runner.RunHandle]:
+    """Start a session, SIGKILL the app while experiment #1 runs; return the repo and the run."""
     root = _ideas_repo(tmp_path)
     app = _start_headless(root, "--max-iterations", "2")
     inflight = _wait_inflight(root, 1)
     os.kill(app.pid, signal.SIGKILL)
     app.wait()
-    h = runner.RunHandle.from_state(inflight)
+    return root, runner.RunHandle.from_state(inflight)
+
+
+def test_resume_reattaches_a_run_that_outlived_a_kill_9(tmp_path):
+    root, h = _kill_9_during_experiment_1(tmp_path)
     assert runner.is_alive(h), "the experiment should still be running"
     p = subprocess.run([PY, "-m", "autoresearch_tui", "--headless", "--max-iterations", "1"], cwd=root,
                        capture_output=True, text=True, timeout=120)
@@ -98,12 +103,7 @@ def test_resume_reattaches_a_run_that_outlived_a_kill_9(tmp_path):
 
 
 def test_resume_scores_a_run_that_finished_while_the_app_was_dead(tmp_path):
-    root = _ideas_repo(tmp_path)
-    app = _start_headless(root, "--max-iterations", "2")
-    inflight = _wait_inflight(root, 1)
-    os.kill(app.pid, signal.SIGKILL)
-    app.wait()
-    h = runner.RunHandle.from_state(inflight)
+    root, h = _kill_9_during_experiment_1(tmp_path)
     end = time.time() + 20
     while runner.is_alive(h) and time.time() < end:
         time.sleep(0.1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -205,11 +206,9 @@ class Engine:
         return self.best.get("commit") if self.best else None
 
     def counts(self) -> dict[str, int]:
-        out = {"keep": 0, "discard": 0, "crash": 0}
-        for r in self.records:
-            if not r.get("is_baseline"):
-                out[r["status"]] = out.get(r["status"], 0) + 1
-        return out
+        from ..summary import stats
+
+        return stats(self.records)["counts"]
 
     # ----------------------------------------------------------------- setup
     def _setup_sync(self) -> list[str]:
@@ -679,8 +678,6 @@ class Engine:
         tmp = self.root / ".run.log.tmp"
         try:
             tmp.unlink(missing_ok=True)
-            import os
-
             os.link(log, tmp)
             tmp.replace(target)
         except OSError:

@@ -59,6 +59,11 @@ def parse_backlog(text: str) -> list[Idea]:
     return ideas
 
 
+def _backlog_block(ideas: list[Idea]) -> str:
+    items = "".join(i.line() + "\n" for i in ideas) or "(empty: type ideas with `i` in the app, or add `- [ ] idea` lines here)\n"
+    return "## Backlog\n\n" + items + "\n"
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
@@ -84,7 +89,7 @@ class Notes:
     def write_backlog(self, ideas: list[Idea]) -> None:
         """Replace the Backlog section only (the rest of the file stays as it is)."""
         text = self.read_text()
-        block = "## Backlog\n\n" + "".join(i.line() + "\n" for i in ideas) + "\n"
+        block = _backlog_block(ideas)
         lines = text.splitlines(keepends=True)
         start = next((k for k, ln in enumerate(lines) if ln.startswith("## ") and ln[3:].strip().lower().startswith("backlog")), None)
         if start is None:
@@ -95,8 +100,7 @@ class Notes:
         _atomic_write(self.path, text)
 
     def write(self, body_before_backlog: str, ideas: list[Idea], body_after: str) -> None:
-        block = "## Backlog\n\n" + ("".join(i.line() + "\n" for i in ideas) or "(empty: type ideas with `i` in the app, or add `- [ ] idea` lines here)\n") + "\n"
-        _atomic_write(self.path, body_before_backlog.rstrip("\n") + "\n\n" + block + body_after.lstrip("\n"))
+        _atomic_write(self.path, body_before_backlog.rstrip("\n") + "\n\n" + _backlog_block(ideas) + body_after.lstrip("\n"))
 
 
 def _fmt(v: Any) -> str:
