@@ -1,0 +1,297 @@
+"""The experiment records, typed, and the one place that answers "what is the best?".
+
+`RunRecord` is one row: what ran (commit, description, how it was proposed), what it measured,
+and what was decided. It reads and writes the same keys `.autoresearch/runs.jsonl` has always
+had (unknown keys are kept in `extra` and written back), so old sessions load unchanged.
+
+`History` is every record of a session plus the user's overrides. It alone defines:
+
+* **baseline** — the first baseline run with a metric (the unmodified code);
+* **best** — the measurement of the commit the research branch stands on, i.e. the reference a
+  new experiment must beat. The loop moves it only by a keep; the user moves it with `k` / `d`:
+  the branch is re-applied or reverted and *re-measured*, and that re-measurement is the best
+  from then on, even when it is worse (the user chose to build on it). The overridden row
+  itself was measured on another base, so it is never the best;
+* **noise** — the robust spread of the repeated baseline runs;
+* **reference** — the mean of every measurement of the best commit;
+* **running best** — the best after each row, the line every chart draws;
+* **counts** and **improvements** — for the status bar, the summary, the notes and the plots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+from .policy import robust_spread
+
+STATUSES = ("keep", "discard", "crash")
+
+
+@dataclass
+class RunRecord:
+    iteration: int
+    status: str = ""  # keep | discard | crash ("" while the experiment is in flight)
+    description: str = ""
+    commit: str = ""
+    ref: str = ""
+    parent: str = ""
+    # how it came about
+    proposer: str = ""
+    hypothesis: str = ""
+    idea: str = ""
+    mutation: dict[str, Any] | None = None
+    diff_hash: str = ""
+    tokens: int = 0
+    cost_usd: float = 0.0
+    lines_added: int = 0
+    lines_removed: int = 0
+    repair_of: int | None = None
+    is_baseline: bool = False
+    remeasure_of: int | None = None
+    # what it measured
+    metric: float | None = None
+    metric_name: str = ""
+    runs: list[float] = field(default_factory=list)  # every measurement when confirmed
+    secondary: dict[str, Any] = field(default_factory=dict)
+    memory_gb: float | None = None
+    memory_source: str | None = None
+    exit_code: int | None = None
+    timed_out: bool = False
+    killed: bool = False
+    duration_s: float | None = None
+    survivors: int = 0
+    crash_reason: str = ""
+    crash_kind: str = ""
+    error_tail: str = ""
+    started_at: float | None = None
+    ended_at: float | None = None
+    log: str = ""
+    platform: str = ""
+    # what was decided
+    best_before: float | None = None
+    delta_vs_best: float | None = None
+    delta_vs_baseline: float | None = None
+    verdict: str = ""
+    confidence: float | None = None
+    margin: float | None = None
+    noise: float | None = None
+    policy: str = ""
+    flag: str = ""
+    guard: str = ""
+    discard_reason: str = ""
+    override: dict[str, Any] | None = None  # the user's keep/discard of this row
+    source: str = ""  # "results.tsv": adopted from a file written elsewhere
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------- meaning
+    @property
+    def crashed(self) -> bool:
+        return self.status == "crash" or bool(self.crash_reason)
+
+    @property
+    def is_remeasure(self) -> bool:
+        return self.remeasure_of is not None
+
+    @property
+    def is_experiment(self) -> bool:
+        """A proposed change (not the baseline, not a re-measurement after an override)."""
+        return not self.is_baseline and self.remeasure_of is None
+
+    @property
+    def kept_by_user(self) -> bool:
+        return bool(self.override) and self.status == "keep"
+
+    @property
+    def sets_best(self) -> bool:
+        """Its measurement is of the code the branch then stood on."""
+        return self.status == "keep" and self.metric is not None and not self.kept_by_user
+
+    @property
+    def gain(self) -> float | None:
+        """metric − best before it (negative is better when minimizing)."""
+        if self.metric is None or self.best_before is None:
+            return None
+        return self.metric - self.best_before
+
+    # --------------------------------------------------------------- (de)serialise
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunRecord":
+        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        known: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for k, v in d.items():
+            if k == "kind":
+                continue
+            (known if k in names else extra)[k] = v
+        known.setdefault("iteration", 0)
+        for k in ("description", "commit", "ref", "parent", "proposer", "hypothesis", "idea", "diff_hash", "crash_reason",
+                  "crash_kind", "error_tail", "log", "platform", "verdict", "policy", "flag", "guard", "discard_reason", "source",
+                  "status", "metric_name"):
+            if known.get(k) is None and k in known:
+                known[k] = ""
+        for k in ("tokens", "lines_added", "lines_removed", "survivors"):
+            if k in known:
+                known[k] = int(known[k] or 0)
+        if "cost_usd" in known:
+            known["cost_usd"] = float(known["cost_usd"] or 0.0)
+        for k in ("timed_out", "killed", "is_baseline"):
+            if k in known:
+                known[k] = bool(known[k])
+        known["runs"] = list(known.get("runs") or [])
+        known["secondary"] = dict(known.get("secondary") or {})
+        known["iteration"] = int(known["iteration"])
+        rec = cls(**known)
+        rec.extra = extra
+        return rec
+
+    def to_dict(self) -> dict[str, Any]:
+        """The runs.jsonl form: every field that says something, plus the unknown keys read."""
+        out: dict[str, Any] = {"kind": "run"}
+        for f in dataclasses.fields(self):
+            if f.name == "extra":
+                continue
+            v = getattr(self, f.name)
+            if v is None or v == "" or v == [] or v == {} or (v is False and f.name != "is_baseline") or (
+                    f.name in ("tokens", "lines_added", "lines_removed", "survivors", "cost_usd") and not v):
+                if f.name not in ("iteration", "status", "metric", "description", "commit"):
+                    continue
+            out[f.name] = v
+        out.update(self.extra)
+        return out
+
+    def update(self, **changes: Any) -> None:
+        for k, v in changes.items():
+            if hasattr(self, k) and k != "extra":
+                setattr(self, k, v)
+            else:
+                self.extra[k] = v
+
+
+def _better(a: float, b: float, direction: str) -> bool:
+    return a < b if direction == "minimize" else a > b
+
+
+class History:
+    """Every record of the session in order, and the overrides; see the module's docstring."""
+
+    def __init__(self, records: Iterable[RunRecord] = (), events: Iterable[dict[str, Any]] = (), direction: str = "minimize"):
+        self.records: list[RunRecord] = list(records)
+        self.events: list[dict[str, Any]] = list(events)
+        self.direction = direction
+
+    @classmethod
+    def from_dicts(cls, records: Iterable[dict[str, Any]], events: Iterable[dict[str, Any]] = (), direction: str = "minimize") -> "History":
+        return cls((RunRecord.from_dict(r) for r in records), events, direction)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[RunRecord]:
+        return iter(self.records)
+
+    # ------------------------------------------------------------- changes
+    def add(self, rec: RunRecord) -> None:
+        self.records.append(rec)
+
+    def add_event(self, ev: dict[str, Any]) -> None:
+        self.events.append(ev)
+
+    def get(self, iteration: int) -> RunRecord | None:
+        return next((r for r in self.records if r.iteration == iteration), None)
+
+    @property
+    def next_iteration(self) -> int:
+        return max((r.iteration for r in self.records), default=-1) + 1
+
+    # -------------------------------------------------------------- answers
+    def baseline(self) -> RunRecord | None:
+        first = next((r for r in self.records if r.is_baseline and r.metric is not None), None)
+        return first or next((r for r in self.records if r.sets_best), None)
+
+    def best(self) -> RunRecord | None:
+        return next((r for r in reversed(self.records) if r.sets_best), None)
+
+    def running_best(self) -> list[float | None]:
+        """The best after each record (aligned with `records`)."""
+        out: list[float | None] = []
+        cur: float | None = None
+        for r in self.records:
+            if r.sets_best:
+                cur = r.metric
+            out.append(cur)
+        return out
+
+    def best_ever(self) -> RunRecord | None:
+        """The single best measurement the loop ever kept (may differ from `best` after a user's `k`/`d`)."""
+        cands = [r for r in self.records if r.sets_best]
+        if not cands:
+            return None
+        out = cands[0]
+        for r in cands[1:]:
+            if _better(r.metric, out.metric, self.direction):  # type: ignore[arg-type]
+                out = r
+        return out
+
+    def noise(self) -> float:
+        return robust_spread([r.metric for r in self.records if r.is_baseline and r.metric is not None])
+
+    def baseline_runs_done(self) -> int:
+        return sum(1 for r in self.records if r.is_baseline and r.metric is not None)
+
+    def reference(self) -> tuple[float | None, int]:
+        """The mean of every measurement of the best commit, and how many there were."""
+        best = self.best()
+        if best is None:
+            return None, 0
+        vals: list[float] = []
+        for r in self.records:
+            if r.commit == best.commit and r.sets_best:
+                vals.extend(r.runs or [r.metric])  # type: ignore[list-item]
+        return (sum(vals) / len(vals), len(vals)) if vals else (best.metric, 1)
+
+    def experiments(self) -> list[RunRecord]:
+        return [r for r in self.records if r.is_experiment]
+
+    def counts(self) -> dict[str, int]:
+        runs = self.experiments()
+        return {s: sum(1 for r in runs if r.status == s) for s in STATUSES}
+
+    def improvements(self) -> list[RunRecord]:
+        """Experiments the loop kept because they beat the best before them, biggest gain first."""
+        sign = 1 if self.direction == "minimize" else -1
+        out = [r for r in self.experiments() if r.sets_best and r.gain is not None and sign * r.gain < 0]
+        return sorted(out, key=lambda r: sign * r.gain)  # type: ignore[operator]
+
+    def kept_by_user(self) -> list[RunRecord]:
+        return [r for r in self.records if r.kept_by_user]
+
+    def improvement(self) -> float | None:
+        """best − baseline (metric units)."""
+        base, best = self.baseline(), self.best()
+        if base is None or best is None or base.metric is None or best.metric is None:
+            return None
+        return best.metric - base.metric
+
+    def find_diff(self, diff_hash: str) -> RunRecord | None:
+        return next((r for r in self.records if r.diff_hash and r.diff_hash == diff_hash), None)
+
+    def pending_remeasure(self) -> dict[str, Any] | None:
+        """The user's last override, if its re-measurement has not been recorded yet."""
+        ov = [e for e in self.events if e.get("kind") == "override"]
+        if not ov:
+            return None
+        last = ov[-1]
+        at = float(last.get("at") or 0)
+        done = any(r.remeasure_of == last.get("iteration") and float(r.ended_at or 0) >= at for r in self.records)
+        return None if done else {"commit": last.get("new_head", ""), "of": last.get("iteration")}
+
+    def last_failed_streak(self) -> int:
+        """Experiments in a row, most recent first, that did not improve the best."""
+        n = 0
+        for r in reversed(self.experiments()):
+            if r.status == "keep":
+                break
+            n += 1
+        return n
