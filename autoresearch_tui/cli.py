@@ -10,13 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
-import traceback
 from pathlib import Path
 
 from . import __version__
 from .config import CONFIG_NAME, Config, ConfigError, load
-from .errors import UsageError
+from .errors import EngineFailure, UsageError, write_crash
 
 
 def _common(p: argparse.ArgumentParser, sub: bool) -> None:
@@ -81,6 +79,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
+    from .engine.paths import Paths
+    from .engine.records import History
     from .engine.results import ResultsStore
     from .summary import write_summary
 
@@ -89,32 +89,34 @@ def cmd_summary(args: argparse.Namespace) -> int:
     loaded = store.load(repair=False)
     if not loaded.records:
         raise UsageError(f"{cfg.research.results_file}: no experiments recorded yet; run a session first")
-    cost = sum(float(r.get("cost_usd") or 0) for r in loaded.records)
+    history = History.from_dicts(loaded.records, loaded.events, cfg.metric.direction)
+    cost = sum(r.cost_usd for r in history)
     platform = {}
     try:
         import json
 
-        platform = json.loads((cfg.root / ".autoresearch" / "platform.json").read_text())
+        platform = json.loads(Paths(cfg.root).platform_cache.read_text())
     except (OSError, ValueError):
         pass
-    path, text = write_summary(cfg, loaded.records, platform, cost)
+    path, text = write_summary(cfg, history, platform, cost)
     print(text)
     if args.plot:
         from .plot import write_plot
 
-        png = write_plot(cfg, loaded.records)
+        png = write_plot(cfg, history)
         print(f"plot: {png}")
     print(f"written: {path}", file=sys.stderr)
     return 0
 
 
 def run_session(cfg: Config, headless: bool) -> int:
-    from .engine.loop import Engine, SetupError
+    from .engine.setup import SetupError
+    from .launch import new_session
 
     if not headless and not (sys.stdout.isatty() and sys.stdin.isatty()):
         print("autoresearch-tui: not a terminal; running headless", file=sys.stderr)
         headless = True
-    engine = Engine(cfg)
+    engine = new_session(cfg)
     try:
         if headless:
             from .headless import run_headless
@@ -127,6 +129,9 @@ def run_session(cfg: Config, headless: bool) -> int:
     except SetupError as e:
         print(f"autoresearch-tui: {e}", file=sys.stderr)
         return 2
+    except EngineFailure as e:
+        print(f"autoresearch-tui: unexpected error ({e}); details in {e.crash_log}", file=sys.stderr)
+        return 1
     if reason and reason.startswith("the baseline run crashed"):
         print(f"autoresearch-tui: {reason}", file=sys.stderr)
         return 2
@@ -138,7 +143,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not path.exists() and not args.headless and sys.stdout.isatty() and sys.stdin.isatty():
         from .ui.app import run_app
 
-        run_app(None, config_path=path, max_iterations=args.max_iterations)
+        from .engine.setup import SetupError
+
+        try:
+            run_app(None, config_path=path, max_iterations=args.max_iterations)
+        except SetupError as e:
+            print(f"autoresearch-tui: {e}", file=sys.stderr)
+            return 2
+        except EngineFailure as e:
+            print(f"autoresearch-tui: unexpected error ({e}); details in {e.crash_log}", file=sys.stderr)
+            return 1
         return 0
     cfg = _load(args)
     return run_session(cfg, args.headless)
@@ -153,19 +167,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"demo: example copied to {cfg.root} (a git repository); starting the session", file=sys.stderr)
     os.chdir(cfg.root)
     return run_session(cfg, getattr(args, "headless", False))
-
-
-def _write_crash(exc: BaseException) -> str:
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    for base in (Path(".autoresearch"), Path(os.environ.get("TMPDIR", "/tmp"))):
-        try:
-            base.mkdir(exist_ok=True)
-            path = base / f"crash-{time.strftime('%Y%m%d-%H%M%S')}.log"
-            path.write_text(text)
-            return str(path)
-        except OSError:
-            continue
-    return "(could not be written)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,6 +189,6 @@ def main(argv: list[str] | None = None) -> int:
         print("autoresearch-tui: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - the last line of defence: no traceback on screen
-        where = _write_crash(e)
+        where = write_crash(e)
         print(f"autoresearch-tui: unexpected error ({type(e).__name__}: {e}); details in {where}", file=sys.stderr)
         return 1

@@ -82,6 +82,7 @@ class ProposerConfig:
     request_timeout_s: float = 120.0
     max_attempts: int = 4
     repair_rounds: int = 2
+    max_failed_rounds: int = 5
     pipeline: bool = True
     max_tokens: int = 4096
 
@@ -282,6 +283,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"{file}: [proposer] max_attempts must be 1 or more (got {p.max_attempts})")
     if p.repair_rounds < 0:
         raise ConfigError(f"{file}: [proposer] repair_rounds must be 0 or more (got {p.repair_rounds})")
+    if p.max_failed_rounds < 0:
+        raise ConfigError(f"{file}: [proposer] max_failed_rounds must be 0 (= never give up) or more (got {p.max_failed_rounds})")
     if p.max_tokens < 256:
         raise ConfigError(f"{file}: [proposer] max_tokens must be at least 256 (got {p.max_tokens})")
     if p.api_base and not re.match(r"^https?://", p.api_base):

@@ -22,7 +22,7 @@ from conftest import TEST_PLATFORM, make_repo  # noqa: E402
 from autoresearch_tui.config import load  # noqa: E402
 from autoresearch_tui.engine import events as ev  # noqa: E402
 from autoresearch_tui.engine import runner  # noqa: E402
-from autoresearch_tui.engine.loop import Engine  # noqa: E402
+from autoresearch_tui.launch import new_session  # noqa: E402
 
 Row = tuple[str, float, str, str, bool, str]
 
@@ -39,7 +39,7 @@ print("val_bpb: 1.000000")
 
 def _session(root: Path, n: int, proposer=None) -> tuple[list[Any], float]:
     cfg = load(root / "autoresearch.toml")
-    eng = Engine(cfg, proposer=proposer, max_iterations=n, platform=dict(TEST_PLATFORM), poll_s=0.02)
+    eng = new_session(cfg, proposer=proposer, max_iterations=n, platform=dict(TEST_PLATFORM), poll_s=0.02)
     events: list[tuple[float, Any]] = []
     eng.subscribe(lambda e: events.append((time.perf_counter(), e)))
     t0 = time.perf_counter()

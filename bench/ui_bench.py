@@ -49,9 +49,9 @@ KIND = sys.argv[1] if len(sys.argv) > 1 else "{kind}"
 if KIND == "app":
     from autoresearch_tui.config import load
     from autoresearch_tui.ui.app import AutoresearchApp
-    from autoresearch_tui.engine.loop import Engine
+    from autoresearch_tui.launch import new_session
     cfg = load(Path({root!r}) / "autoresearch.toml")
-    app = AutoresearchApp(cfg, engine=Engine(cfg, platform={{"kind": "cpu", "summary": "CPU"}}), run_engine=False)
+    app = AutoresearchApp(cfg, engine=new_session(cfg, platform={{"kind": "cpu", "summary": "CPU"}}), run_engine=False)
 else:
     app = bare_app()
 out = {{}}
@@ -87,9 +87,9 @@ me = psutil.Process()
 if KIND == "app":
     root = make_repo(Path(tempfile.mkdtemp()) / "r", train=TOY_TRAIN.replace("SLEEP = 0.0", "SLEEP = 60.0"))
     from autoresearch_tui.ui.app import AutoresearchApp
-    from autoresearch_tui.engine.loop import Engine
+    from autoresearch_tui.launch import new_session
     cfg = load_cfg(root)
-    eng = Engine(cfg, platform=dict(TEST_PLATFORM))
+    eng = new_session(cfg, platform=dict(TEST_PLATFORM))
     app = AutoresearchApp(cfg, engine=eng)
 else:
     app = bare_app()
@@ -192,12 +192,12 @@ def flood() -> list[Row]:
 TABLE = """
 from conftest import make_repo, load_cfg, TEST_PLATFORM
 from autoresearch_tui.ui.app import AutoresearchApp
-from autoresearch_tui.engine.loop import Engine
+from autoresearch_tui.launch import new_session
 from autoresearch_tui.engine import events as ev
 N = {n}
 root = make_repo(Path(tempfile.mkdtemp()) / "r")
 cfg = load_cfg(root)
-app = AutoresearchApp(cfg, engine=Engine(cfg, platform=dict(TEST_PLATFORM)), run_engine=False)
+app = AutoresearchApp(cfg, engine=new_session(cfg, platform=dict(TEST_PLATFORM)), run_engine=False)
 recs = [dict(iteration=i, commit=f"{{i:040x}}", metric=1.0 + (i % 97) * 1e-3, status=("keep", "discard", "crash")[i % 3],
              description=f"experiment {{i}} LR tweak", memory_gb=1.5, delta_vs_best=0.001) for i in range(N)]
 async def main():

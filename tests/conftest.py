@@ -109,9 +109,9 @@ def load_cfg(root: Path, **over: Any):
 
 def run_engine(cfg, proposer=None, max_iterations: int = 3, on_event=None, poll_s: float = 0.02):
     """Run a real engine to its end; returns (engine, events)."""
-    from autoresearch_tui.engine.loop import Engine
+    from autoresearch_tui.launch import new_session
 
-    eng = Engine(cfg, proposer=proposer, max_iterations=max_iterations, platform=dict(TEST_PLATFORM), poll_s=poll_s)
+    eng = new_session(cfg, proposer=proposer, max_iterations=max_iterations, platform=dict(TEST_PLATFORM), poll_s=poll_s)
     events: list = []
 
     def sub(e):

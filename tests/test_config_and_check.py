@@ -202,7 +202,7 @@ def test_version_and_usage_errors():
 
 def test_engine_never_imports_the_ui():
     code = (
-        "import sys; import autoresearch_tui.engine.loop, autoresearch_tui.engine.preflight, "
+        "import sys; import autoresearch_tui.engine.session, autoresearch_tui.engine.preflight, "
         "autoresearch_tui.headless, autoresearch_tui.proposers.mutate; "
         "bad = [m for m in sys.modules if m.split('.')[0] in ('textual', 'rich', 'litellm')]; "
         "print(bad); sys.exit(1 if bad else 0)"

@@ -188,10 +188,10 @@ def test_cost_cap_pauses_the_loop(tmp_path):
         root = make_repo(tmp_path / "r", proposer={"kind": "llm", "model": "openai/gpt-4o", "api_base": srv.base,
                                                    "max_cost_usd": 0.0000001, "pipeline": False})
         cfg = load_cfg(root)
-        from autoresearch_tui.engine.loop import Engine
+        from autoresearch_tui.launch import new_session
         from conftest import TEST_PLATFORM
 
-        eng = Engine(cfg, max_iterations=3, platform=dict(TEST_PLATFORM), poll_s=0.02)
+        eng = new_session(cfg, max_iterations=3, platform=dict(TEST_PLATFORM), poll_s=0.02)
         events = []
         eng.subscribe(events.append)
 
@@ -251,7 +251,7 @@ def test_litellm_is_not_imported_by_the_engine_or_the_tui_start():
     import subprocess
     import sys
 
-    code = ("import sys, autoresearch_tui.ui.app, autoresearch_tui.engine.loop, autoresearch_tui.proposers; "
+    code = ("import sys, autoresearch_tui.ui.app, autoresearch_tui.engine.session, autoresearch_tui.proposers; "
             "sys.exit(1 if 'litellm' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
     assert os.environ.get("OPENAI_API_KEY") == SENTINEL

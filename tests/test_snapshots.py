@@ -9,7 +9,7 @@ import pytest
 from conftest import TEST_PLATFORM, load_cfg, make_repo
 
 from autoresearch_tui.engine import events as ev
-from autoresearch_tui.engine.loop import Engine
+from autoresearch_tui.launch import new_session
 from autoresearch_tui.ui.app import AutoresearchApp
 from autoresearch_tui.ui.widgets.gitlog import GitLogPane
 
@@ -45,7 +45,7 @@ def _main_app(tmp_path, theme):
     log = tmp_path / "run.log"
     log.write_text("".join(f"step {i:4d} | loss {3.2 - i * 0.01:.4f}\n" for i in range(40)) + "step   41 | loss 2.7900\r")
     cfg = load_cfg(root)
-    eng = Engine(cfg, platform=dict(TEST_PLATFORM))
+    eng = new_session(cfg, platform=dict(TEST_PLATFORM))
     app = AutoresearchApp(cfg, engine=eng, clock=lambda: FROZEN_NOW, run_engine=False)
     recs = frozen_records()
 

@@ -9,7 +9,7 @@ import pytest
 from conftest import TEST_PLATFORM, TOY_TRAIN, git, jsonl_runs, load_cfg, make_repo
 
 from autoresearch_tui.engine import events as ev
-from autoresearch_tui.engine.loop import Engine
+from autoresearch_tui.launch import new_session
 from autoresearch_tui.ui.app import AutoresearchApp
 from autoresearch_tui.ui.screens.main import MainScreen
 from autoresearch_tui.ui.screens.modals import QuitScreen, TextScreen
@@ -26,7 +26,7 @@ def _user_config(tmp_path, monkeypatch):
 
 def _app(root, max_iterations=0, train=None):
     cfg = load_cfg(root)
-    eng = Engine(cfg, max_iterations=max_iterations, platform=dict(TEST_PLATFORM), poll_s=0.02)
+    eng = new_session(cfg, max_iterations=max_iterations, platform=dict(TEST_PLATFORM), poll_s=0.02)
     events: list = []
     eng.subscribe(events.append)
     return AutoresearchApp(cfg, engine=eng), eng, events

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .records import RunRecord
+
 
 class Phase:
     STARTING = "starting"
@@ -41,19 +43,29 @@ class SessionStarted(Event):
 
 
 @dataclass
+class PlatformDetected(Event):
+    """Platform detection runs beside the first run; this comes when it is done."""
+
+    platform: dict[str, Any]
+
+
+@dataclass
 class PhaseChanged(Event):
     phase: str
     iteration: int
     detail: str = ""
+    paused: bool = False
+    stopping: bool = False
 
 
 @dataclass
 class HistoryLoaded(Event):
     """Every record already on disk (resume, or the baseline just recorded)."""
 
-    records: list[dict[str, Any]]
-    best: dict[str, Any] | None
-    baseline: dict[str, Any] | None
+    records: list[RunRecord]
+    best: RunRecord | None
+    baseline: RunRecord | None
+    running_best: list[float | None] = field(default_factory=list)
 
 
 @dataclass
@@ -100,11 +112,12 @@ class RunFinished(Event):
 
 @dataclass
 class Decision(Event):
-    """A row was recorded (keep / discard / crash)."""
+    """A row was recorded (keep / discard / crash); `best` is the History's best after it."""
 
-    record: dict[str, Any]
-    best: dict[str, Any] | None
-    baseline: dict[str, Any] | None
+    record: RunRecord
+    best: RunRecord | None
+    baseline: RunRecord | None
+    session_done: int = 0  # experiments run in this session
 
 
 @dataclass
@@ -112,7 +125,7 @@ class OverrideApplied(Event):
     iteration: int
     status: str
     new_head: str
-    record: dict[str, Any]
+    record: RunRecord
 
 
 @dataclass

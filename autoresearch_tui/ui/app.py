@@ -1,9 +1,11 @@
 """The Textual application: the wizard when there is no configuration, then the main screen.
 
-The engine runs in one named worker on the App (`group="engine"`); its events reach the main
-screen as messages (`post_message` is safe from any thread). Quitting never kills a run
-silently: the quit dialog says what happens to it, and a safety net after the app has closed
-kills a run that would otherwise be left behind.
+The engine session runs in one named worker on the App (`group="engine"`); its events reach the
+main screen as messages. The UI follows events only: it reads no engine state, and talks to the
+session through its commands and queries. Quitting never kills a run silently: the quit dialog
+says what happens to it ("leave it running" really does), and a safety net after the app has
+closed kills a run that would otherwise be left behind. An unexpected engine error writes its
+traceback to `.autoresearch/crash-*.log` and ends the app with exit code 1, as headless does.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ from textual.app import App, SystemCommand
 from textual.screen import Screen
 
 from ..config import Config
-from ..engine import runner
 from ..engine.events import Event
-from ..engine.loop import Engine, SetupError
+from ..engine.session import Session
+from ..engine.setup import SetupError
+from ..errors import EngineFailure, write_crash
+from ..launch import new_session
 from .messages import EngineEvent
 from .screens.main import MainScreen
 from .settings import load_keymap, load_settings, save_settings
@@ -34,7 +38,7 @@ class AutoresearchApp(App[int]):
     def __init__(
         self,
         cfg: Config | None = None,
-        engine: Engine | None = None,
+        engine: Session | None = None,
         config_path: Path | None = None,
         max_iterations: int | None = None,
         clock: Callable[[], float] = time.time,
@@ -52,6 +56,7 @@ class AutoresearchApp(App[int]):
         self.main: MainScreen | None = None
         self.end_reason = ""
         self.setup_error = ""
+        self.failure: EngineFailure | None = None
         self._quit_when_done = False
         self._theme_ready = False
 
@@ -64,7 +69,7 @@ class AutoresearchApp(App[int]):
         if err:
             self.notify(f"key map ignored: {err}", severity="warning")
         if self.engine is None and self.cfg is not None:
-            self.engine = Engine(self.cfg, max_iterations=self.max_iterations)
+            self.engine = new_session(self.cfg, max_iterations=self.max_iterations)
         if self.engine is not None:
             self.show_main()
         else:
@@ -77,12 +82,13 @@ class AutoresearchApp(App[int]):
             self.exit(0)
             return
         self.cfg = cfg
-        self.engine = Engine(cfg, max_iterations=self.max_iterations)
+        self.engine = new_session(cfg, max_iterations=self.max_iterations)
         self.show_main()
 
     def show_main(self) -> None:
         assert self.engine is not None
-        self.main = MainScreen(self.engine, clock=self.clock, live_git=self.should_run_engine)
+        assert self.cfg is not None
+        self.main = MainScreen(self.engine, self.cfg, clock=self.clock, live_git=self.should_run_engine)
         self.push_screen(self.main)
         if self.should_run_engine:
             self.engine.subscribe(self._bridge)
@@ -100,6 +106,11 @@ class AutoresearchApp(App[int]):
         except SetupError as e:
             self.setup_error = str(e)
             self.exit(2, message=f"autoresearch-tui: {e}")
+            return
+        except Exception as e:  # noqa: BLE001 - the one handler for an engine that died of a bug
+            root = self.cfg.root if self.cfg is not None else None
+            self.failure = EngineFailure(f"{type(e).__name__}: {e}", write_crash(e, root))
+            self.exit(1)
             return
         finally:
             if self._quit_when_done:
@@ -154,7 +165,7 @@ class AutoresearchApp(App[int]):
             self.exit(0)
             return
         engine.stop_now()
-        if how == "stop" and engine.current_run is None:
+        if how == "stop" and not (self.main is not None and self.main.running):
             self.workers.cancel_group(self, "engine")
             self.exit(0)
 
@@ -165,17 +176,16 @@ class AutoresearchApp(App[int]):
             self.exit(0)
 
 
-def run_app(cfg: Config | None, engine: Engine | None = None, config_path: Path | None = None, max_iterations: int | None = None) -> str:
+def run_app(cfg: Config | None, engine: Session | None = None, config_path: Path | None = None, max_iterations: int | None = None) -> str:
     app = AutoresearchApp(cfg, engine=engine, config_path=config_path, max_iterations=max_iterations)
     try:
         app.run()
     finally:
         # the safety net: Textual cancels workers without waiting for them
-        eng = app.engine
-        if eng is not None and eng.current_run is not None and not eng.detaching:
-            runner.kill_tree(eng.current_run, eng.cfg.research.kill_grace_s)
-        if eng is not None:
-            eng.lock.release()
+        if app.engine is not None:
+            app.engine.abandon()
     if app.setup_error:
         raise SetupError(app.setup_error)
+    if app.failure is not None:
+        raise app.failure
     return app.end_reason

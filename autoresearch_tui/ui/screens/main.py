@@ -14,8 +14,10 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import DataTable, Input
 
+from ...config import Config
 from ...engine import events as ev
-from ...headless import format_event
+from ...engine.records import History
+from ...eventtext import format_event
 from ..messages import EngineEvent
 from ..widgets.backlog import BacklogPane
 from ..widgets.chart import MetricChart
@@ -50,9 +52,10 @@ class MainScreen(Screen):
     stopping: reactive[bool] = reactive(False, bindings=True)
     selection: reactive[str] = reactive("", bindings=True)  # status of the selected row
 
-    def __init__(self, engine: Any, clock: Callable[[], float] = time.time, live_git: bool = True) -> None:
+    def __init__(self, session: Any, cfg: Config, clock: Callable[[], float] = time.time, live_git: bool = True) -> None:
         super().__init__()
-        self.engine = engine
+        self.session = session  # commands and queries only: the screen follows the session's events
+        self.cfg = cfg
         self.clock = clock
         self.live_git = live_git  # False in snapshot tests (frozen data)
         self.current_iteration: int | None = None
@@ -71,10 +74,10 @@ class MainScreen(Screen):
         yield KeyBar()
 
     def on_mount(self) -> None:
-        cfg = self.engine.cfg
+        cfg = self.cfg
         status = self.query_one(StatusBar)
         status.branch, status.metric, status.direction = cfg.branch, cfg.metric.name, cfg.metric.direction
-        status.max_iterations = self.engine.max_iterations
+        status.max_iterations = cfg.research.max_iterations
         self.query_one(MetricChart).set_direction(cfg.metric.direction)
         self.query_one("#chart").border_title = f"{cfg.metric.name} ({cfg.metric.direction})"
         self.query_one("#logpane").border_title = "run log"
@@ -94,17 +97,19 @@ class MainScreen(Screen):
             status.platform = e.platform.get("summary", "")
             status.max_iterations = e.max_iterations
             self.refresh_git_log()
+        elif isinstance(e, ev.PlatformDetected):
+            status.platform = e.platform.get("summary", "")
         elif isinstance(e, ev.HistoryLoaded):
             table.load(e.records)
-            self.query_one(MetricChart).load(e.records)
+            self.query_one(MetricChart).load(History(e.records, direction=self.cfg.metric.direction))
             self._best(status, e.best, e.baseline)
             status.iteration = len(e.records)
             self._update_selection()
         elif isinstance(e, ev.PhaseChanged):
             status.phase, status.detail, status.iteration = e.phase, e.detail, e.iteration
-            self.paused = self.engine.paused
+            self.paused = e.paused
             status.paused = self.paused
-            self.stopping = self.engine.stopping
+            self.stopping = e.stopping
         elif isinstance(e, ev.RunStarted):
             self.running = True
             self.current_iteration, self.current_description = e.iteration, e.description
@@ -116,9 +121,9 @@ class MainScreen(Screen):
             status.run_start = None
         elif isinstance(e, ev.Decision):
             table.upsert(e.record)
-            status.session_done = self.engine.experiments_this_session
-            status.noise = e.record.get("noise") or status.noise
-            self.query_one(MetricChart).add(e.record)
+            status.session_done = e.session_done
+            status.noise = e.record.noise or status.noise
+            self.query_one(MetricChart).add(e.record, e.best.metric if e.best else None)
             self._best(status, e.best, e.baseline)
             self.refresh_git_log()
             self._update_selection()
@@ -136,15 +141,15 @@ class MainScreen(Screen):
             severity = {"warning": "warning", "error": "error"}.get(e.level, "information")
             self.app.notify(e.text, severity=severity, timeout=8 if e.level == "info" else 15)
         elif isinstance(e, (ev.ProposalRejected, ev.ProposalFailed)):
-            self.app.notify(format_event(e, self.engine) or "", severity="warning", timeout=6)
+            self.app.notify(format_event(e, self.cfg.metric.name) or "", severity="warning", timeout=6)
         elif isinstance(e, ev.SessionEnded):
             self.running = False
-            self.app.notify(format_event(e, self.engine) or "session ended", title="session ended", timeout=30)
+            self.app.notify(format_event(e, self.cfg.metric.name) or "session ended", title="session ended", timeout=30)
         status.refresh_status()
 
-    def _best(self, status: StatusBar, best: dict | None, baseline: dict | None) -> None:
-        status.best = best.get("metric") if best else None
-        status.baseline = baseline.get("metric") if baseline else None
+    def _best(self, status: StatusBar, best: Any, baseline: Any) -> None:
+        status.best = best.metric if best else None
+        status.baseline = baseline.metric if baseline else None
 
     def refresh_git_log(self) -> None:
         if self.live_git:
@@ -152,7 +157,7 @@ class MainScreen(Screen):
 
     @work(exclusive=True, group="gitlog", thread=True)
     def _read_git_log(self) -> None:
-        entries = self.engine.ledger.log(25)
+        entries = self.session.git_log(25)
         try:
             self.app.call_from_thread(self._set_git_log, entries)
         except RuntimeError:
@@ -171,10 +176,10 @@ class MainScreen(Screen):
         rec = self.query_one(ResultsTable).selected()
         if rec is None:
             self.selection = ""
-        elif rec.get("is_baseline") or rec.get("remeasure_of") is not None:
+        elif not rec.is_experiment:
             self.selection = "fixed"
         else:
-            self.selection = rec.get("status", "")
+            self.selection = rec.status
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "pause":
@@ -193,26 +198,26 @@ class MainScreen(Screen):
 
     # -------------------------------------------------------------- actions
     def action_pause(self) -> None:
-        self.engine.pause()
+        self.session.pause()
         self.paused = True
         self.query_one(StatusBar).paused = True
 
     def action_resume(self) -> None:
-        self.engine.resume()
+        self.session.resume()
         self.paused = False
         self.query_one(StatusBar).paused = False
 
     def action_stop(self) -> None:
-        self.engine.stop_after_run()
+        self.session.stop_after_run()
         self.stopping = True
         self.app.notify("the session stops after the current run", timeout=5)
 
     def action_kill(self) -> None:
-        if not self.engine.current_run:
+        if not self.running:
             return
 
         def done(yes: bool | None) -> None:
-            if yes and self.engine.kill_run():
+            if yes and self.session.kill_run():
                 self.app.notify(f"killing #{self.current_iteration}; it is recorded as crash", severity="warning")
 
         self.app.push_screen(ConfirmScreen(f"Kill experiment #{self.current_iteration} ({self.current_description[:50]})? It is recorded as crash.", "Kill"), done)
@@ -221,8 +226,8 @@ class MainScreen(Screen):
         rec = self.query_one(ResultsTable).selected()
         if rec is None:
             return
-        self.engine.override(int(rec["iteration"]), status)
-        self.app.notify(f"#{rec['iteration']} → {status}" + (" (after the current run)" if self.running else ""), timeout=5)
+        self.session.override(rec.iteration, status)
+        self.app.notify(f"#{rec.iteration} → {status}" + (" (after the current run)" if self.running else ""), timeout=5)
 
     def action_keep(self) -> None:
         self._override("keep")
@@ -234,30 +239,13 @@ class MainScreen(Screen):
         rec = self.query_one(ResultsTable).selected()
         if rec is None:
             return
-        screen = TextScreen(f"#{rec['iteration']} {rec.get('description', '')} — {rec.get('status', '')}")
+        screen = TextScreen(f"#{rec.iteration} {rec.description} — {rec.status}")
         self.app.push_screen(screen)
         self._load_diff(rec, screen)
 
     @work(thread=True, group="diff")
-    def _load_diff(self, rec: dict, screen: TextScreen) -> None:
-        from ...engine.metrics import error_tail, read_log_text
-
-        led = self.engine.ledger
-        commit = rec.get("commit", "")
-        parent = rec.get("parent") or (commit + "^" if commit else "")
-        try:
-            diff = led.diff(parent, commit) if commit and not rec.get("is_baseline") else "(the baseline: no change)"
-        except Exception as e:  # noqa: BLE001
-            diff = f"(diff unavailable: {e})"
-        log = rec.get("log")
-        tail = error_tail(read_log_text(self.engine.root / log), lines=25) if log else ""
-        facts = [f"commit {commit}", f"ref {rec.get('ref', '')}", f"metric {rec.get('metric')}", f"exit {rec.get('exit_code')}",
-                 f"duration {rec.get('duration_s')} s"]
-        if rec.get("crash_reason"):
-            facts.append(f"crash: {rec['crash_reason']}")
-        if rec.get("hypothesis"):
-            facts.append(f"hypothesis: {rec['hypothesis']}")
-        body = "\n".join(facts) + "\n\n" + diff + "\n──── log tail ────\n" + tail
+    def _load_diff(self, rec: Any, screen: TextScreen) -> None:
+        body = self.session.experiment_detail(rec)
         try:
             self.app.call_from_thread(screen.set_body, body)
         except Exception:  # noqa: BLE001 - the dialog was closed meanwhile
@@ -283,7 +271,7 @@ class MainScreen(Screen):
         text = event.value.strip()
         event.input.value = ""
         if text:
-            ok = await asyncio.to_thread(self.engine.add_idea, text)
+            ok = await asyncio.to_thread(self.session.add_idea, text)
             if ok:
                 self.app.notify(f"queued for the next iteration: {text[:60]}", timeout=4)
 
@@ -293,8 +281,8 @@ class MainScreen(Screen):
         table = self.query_one(ResultsTable)
         records = [table.records[k] for k in table.records]
         size = self.app.size
-        body = render(records, self.engine.cfg.metric.direction, width=max(30, size.width - 30), height=max(8, size.height - 16))
-        self.app.push_screen(TextScreen(f"{self.engine.cfg.metric.name}: every experiment, kept ones, running best", body))
+        body = render(records, self.cfg.metric.direction, width=max(30, size.width - 30), height=max(8, size.height - 16))
+        self.app.push_screen(TextScreen(f"{self.cfg.metric.name}: every experiment, kept ones, running best", body))
 
     def action_pick_theme(self) -> None:
         self.app.action_change_theme()

@@ -1,0 +1,147 @@
+"""What the engine's parts share: the collaborators of one session, the user's commands as
+flags, and the slots.
+
+A **slot** is where one experiment runs: a working directory (the repository root today; a git
+worktree per GPU later) and an environment, plus the run in flight there and the means to kill
+it. Nothing in the engine assumes one slot: commands that act on "the run" act on every slot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import config as config_mod
+from ..proposers.base import Proposer
+from .bus import EventBus
+from .events import Notice, Phase, PhaseChanged
+from .executors.base import Executor, Handle, RunSpec
+from .ledger import Ledger
+from .notes import Notes
+from .paths import Paths
+from .records import History
+from .results import ResultsStore
+from .runner import RunOutcome
+from .state import StateFile
+
+
+def now() -> float:
+    return time.time()
+
+
+@dataclass
+class Slot:
+    index: int
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    iteration: int | None = None  # the experiment in flight here
+    description: str = ""
+    handle: Handle | None = None
+    kill: asyncio.Event = field(default_factory=asyncio.Event)
+    kill_reason: str = ""
+
+    def request_kill(self, reason: str) -> bool:
+        if self.handle is None:
+            return False
+        self.kill_reason = reason
+        self.kill.set()
+        return True
+
+
+@dataclass
+class Control:
+    """The user's commands, as state the loop reads between steps."""
+
+    paused: bool = False
+    stopping: bool = False
+    detaching: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    overrides: list[tuple[int, str]] = field(default_factory=list)
+
+    async def sleep(self, timeout: float) -> None:
+        """Until a command arrives or `timeout` passes."""
+        self.wake.clear()
+        try:
+            await asyncio.wait_for(self.wake.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+
+class Ctx:
+    def __init__(self, cfg: config_mod.Config, proposer: Proposer, executor: Executor, bus: EventBus,
+                 platform: dict[str, Any] | None, poll_s: float):
+        self.cfg = cfg
+        self.root = cfg.root
+        self.paths = Paths(cfg.root)
+        self.ledger = Ledger(self.root, cfg.tag)
+        self.results = ResultsStore(self.root, cfg.research.results_file, cfg.metric.name)
+        self.state = StateFile(self.paths.state_dir)
+        self.notes = Notes(self.root)
+        self.proposer = proposer
+        self.executor = executor
+        self.bus = bus
+        self.history = History(direction=cfg.metric.direction)
+        self.platform: dict[str, Any] = dict(platform or {})
+        self.poll_s = poll_s
+        self.control = Control()
+        self.slots = [Slot(0, self.root)]
+        self.phase = Phase.STARTING
+        self.readonly_hashes: dict[str, str] = {}
+        self.max_iterations = 0
+        self.max_failed_rounds = 0
+        self.experiments_this_session = 0
+        self.total_cost = 0.0
+        self.total_tokens = 0
+
+    # ---------------------------------------------------------------- events
+    def notice(self, text: str, level: str = "info") -> None:
+        self.bus.emit(Notice(level, text))
+
+    def set_phase(self, phase: str, iteration: int | None = None, detail: str = "") -> None:
+        self.phase = phase
+        n = self.history.next_iteration if iteration is None else iteration
+        c = self.control
+        self.bus.emit(PhaseChanged(phase, n, detail, paused=c.paused, stopping=c.stopping))
+
+    # --------------------------------------------------------------- helpers
+    @staticmethod
+    def thread(fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        return asyncio.to_thread(fn, *args, **kwargs)
+
+    def best_commit(self) -> str | None:
+        """The commit the research branch should stand on (a pending re-measurement's, else the best's)."""
+        pending = self.history.pending_remeasure()
+        if pending:
+            return pending["commit"]
+        best = self.history.best()
+        return best.commit if best else None
+
+    def running_slots(self) -> list[Slot]:
+        return [s for s in self.slots if s.handle is not None]
+
+    def spec(self, slot: Slot, n: int, kind: str = "", command: str = "") -> RunSpec:
+        r = self.cfg.research
+        env = {**slot.env, "AUTORESEARCH_SLOT": str(slot.index), "AUTORESEARCH_ITERATION": str(n)}
+        return RunSpec(n, command or r.command, slot.workdir, self.paths.log(n, kind), self.paths.exit_file(n, kind),
+                       r.time_budget_s, r.effective_timeout, r.kill_grace_s, env, kind or "run")
+
+    async def run_in_slot(self, slot: Slot, spec: RunSpec, handle: Handle | None = None) -> tuple[Handle, RunOutcome]:
+        """Start (or, given a handle, follow) a run in `slot` until it ends. Cancelled, it kills the
+        run's whole tree — unless the user chose to leave it running (detach)."""
+        if handle is None:  # (a handle given: started by the caller, who cleared the kill request)
+            slot.kill.clear()
+            slot.kill_reason = ""
+            handle = await self.thread(self.executor.start, spec)
+        slot.handle = handle
+        try:
+            outcome = await self.executor.wait(handle, spec, slot.kill, self.poll_s)
+        except asyncio.CancelledError:
+            if not self.control.detaching:
+                await asyncio.shield(self.thread(self.executor.kill, handle, spec.grace_s))
+            raise
+        finally:
+            slot.handle = None
+        return handle, outcome

@@ -1,0 +1,242 @@
+"""The proposal gate: turns the proposer's answers into valid, new edits — or a failed round.
+
+Builds the proposer's context, validates each answer (scope, read-only files, exact application,
+parse, duplicates of any earlier experiment *or of one in flight*), feeds rejections back for
+bounded repair rounds, prepares the next proposal while a run trains (prefetch), meters cost
+(pausing at the cap) and backs off after failed rounds. Every model request is a task the session
+can cancel: a stop never waits for a slow model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Awaitable
+
+from ..proposers.base import Proposal, ProposalContext, ProposalError
+from ..proposers.edits import Rejected, apply_edits, diff_hash, line_counts
+from .context import Ctx, now
+from .events import BacklogChanged, CostUpdated, Phase, ProposalFailed, ProposalReady, ProposalRejected
+
+Ready = tuple[Proposal, dict[str, str], str]  # the proposal, the changed files, the diff hash
+
+
+def mark_idea(ctx: Ctx, text: str, status: str, outcome: str) -> None:
+    ideas = ctx.notes.ideas()
+    for i in ideas:
+        if i.text == text and i.status in ("queued", "running"):
+            i.status, i.outcome = status, outcome
+            break
+    ctx.notes.write_backlog(ideas)
+    ctx.bus.emit(BacklogChanged([i.to_dict() for i in ideas]))
+
+
+def _read(ctx: Ctx, paths: list[str]) -> dict[str, str]:
+    out = {}
+    for p in paths:
+        try:
+            out[p] = (ctx.root / p).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            pass
+    return out
+
+
+class Gate:
+    def __init__(self, ctx: Ctx):
+        self.ctx = ctx
+        self.failed_in_row = 0
+        self.backoff_base_s = 2.0  # after a failed round: 2, 4, 8 … s, at most 5 minutes
+        self.end_reason = ""
+        self.in_flight_hashes: set[str] = set()  # experiments committed but not yet recorded
+        self._strategy_active = False
+        self._prefetch: asyncio.Task | None = None
+        self._prefetch_based_on = ""
+        self._requests: set[asyncio.Task] = set()
+
+    # ------------------------------------------------------------- context
+    def context(self, feedback: list[str], rejected: list[str]) -> ProposalContext:
+        ctx, r = self.ctx, self.ctx.cfg.research
+        h = ctx.history
+        program = _read(ctx, [r.program]).get(r.program, "") if r.program else ""
+        ideas = [i.text for i in ctx.notes.ideas() if i.status == "queued"]
+        crash = None
+        last = h.records[-1] if h.records else None
+        if last and last.status == "crash" and last.crash_kind == "trivial" and last.repair_of is None and last.description:
+            crash = last
+        note = self.strategy_note()
+        return ProposalContext(
+            iteration=h.next_iteration, root=ctx.root, files=_read(ctx, r.files_in_scope), read_only=_read(ctx, r.read_only),
+            goal=r.goal, metric=ctx.cfg.metric.name, direction=ctx.cfg.metric.direction, program=program,
+            history=list(h.records), best=h.best(), baseline=h.baseline(), ideas=ideas, feedback=feedback, rejected=rejected,
+            platform=ctx.platform, advice=list(ctx.platform.get("advice", [])), crash=crash, strategy_note=note,
+            temperature=ctx.cfg.proposer.temperature + (0.2 if note else 0.0),
+        )
+
+    def strategy_note(self) -> str:
+        if self.ctx.history.last_failed_streak() >= 3:
+            return ("The last 3 experiments did not improve the metric. Change strategy: try a clearly "
+                    "different direction than the recent attempts.")
+        return ""
+
+    # ------------------------------------------------------------ requests
+    async def _request(self, aw: Awaitable[Proposal]) -> Proposal | None:
+        """Await a model request as a task that `cancel_requests` can end (then: None)."""
+        task = asyncio.ensure_future(aw)
+        self._requests.add(task)
+        try:
+            await asyncio.wait({task})
+        finally:
+            if not task.done():
+                task.cancel()
+            self._requests.discard(task)
+        if task.cancelled():
+            return None
+        return task.result()
+
+    def cancel_requests(self) -> None:
+        """A stop: end every model request now, the prepared one too."""
+        for t in list(self._requests):
+            t.cancel()
+        if self._prefetch is not None and not self._prefetch.done():
+            self._prefetch.cancel()
+        self._prefetch = None
+
+    # ------------------------------------------------------------- validate
+    def validate(self, proposal: Proposal, files: dict[str, str]) -> tuple[dict[str, str], str]:
+        r = self.ctx.cfg.research
+        changed = apply_edits(files, proposal.edits, self.ctx.root, r.files_in_scope, r.read_only)
+        h = diff_hash(files, changed)
+        proposal.lines_changed = line_counts(files, changed)  # in-process: no `git diff --numstat`
+        dup = self.ctx.history.find_diff(h)
+        if dup is not None:
+            raise Rejected(f"this change duplicates experiment #{dup.iteration} ({dup.description}); propose something new")
+        if h in self.in_flight_hashes:
+            raise Rejected("this change duplicates an experiment that is running now; propose something new")
+        return changed, h
+
+    # ------------------------------------------------------------ one round
+    async def next(self, n: int) -> Ready | None:
+        """A valid proposal for experiment `n`, or None (the round failed or a stop came)."""
+        ctx = self.ctx
+        ctx.set_phase(Phase.PROPOSING, n)
+        feedback: list[str] = []
+        rejected: list[str] = []
+        rounds = max(1, ctx.cfg.proposer.repair_rounds + 1)
+        pc = await ctx.thread(self.context, feedback, rejected)
+        if pc.strategy_note and not self._strategy_active:
+            ctx.notice("3 experiments in a row did not improve the metric: asking the proposer for a different "
+                       "direction (temperature +0.2)", "warning")
+        self._strategy_active = bool(pc.strategy_note)
+        first_idea = pc.ideas[0] if pc.ideas else ""
+        if first_idea and not ctx.proposer.can_address(first_idea, pc):
+            await ctx.thread(mark_idea, ctx, first_idea, "skipped",
+                             f"the {ctx.proposer.name} proposer cannot act on it (write NAME=VALUE, or use the llm proposer)")
+            pc = await ctx.thread(self.context, feedback, rejected)
+        attempts = 0
+        while True:
+            attempts += 1
+            if ctx.control.stopping:
+                return None
+            try:
+                proposal = await self._take_prefetch(pc)
+                if proposal is None and not ctx.control.stopping:
+                    proposal = await self._request(ctx.proposer.propose(pc))
+            except ProposalError as e:
+                return await self._failed(n, str(e), e)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001 - a proposer bug must not kill the night
+                return await self._failed(n, f"{type(e).__name__}: {e}", None)
+            if proposal is None:  # cancelled by a stop
+                return None
+            self._account_cost(proposal)
+            try:
+                changed, h = await ctx.thread(self.validate, proposal, pc.files)
+            except Rejected as e:
+                ctx.bus.emit(ProposalRejected(n, str(e), attempts))
+                await ctx.thread(ctx.results.append_event, {"kind": "proposal_rejected", "iteration": n, "reason": str(e),
+                                                            "description": proposal.description, "at": now()})
+                if attempts >= rounds + (0 if ctx.proposer.name == "llm" else 8):
+                    return await self._failed(n, f"{attempts} proposals rejected; last: {e}", None)
+                feedback.append(str(e))
+                rejected.append(proposal.description)
+                pc.feedback, pc.rejected = list(feedback), list(rejected)
+                continue
+            self.failed_in_row = 0
+            ctx.bus.emit(ProposalReady(n, proposal.description, proposal.hypothesis, proposal.idea))
+            return proposal, changed, h
+
+    async def _failed(self, n: int, reason: str, err: ProposalError | None) -> None:
+        """A failed round: recorded, not an experiment (max_iterations does not count it)."""
+        ctx = self.ctx
+        ctx.bus.emit(ProposalFailed(n, reason))
+        await ctx.thread(ctx.results.append_event, {"kind": "proposal_failed", "iteration": n, "reason": reason, "at": now()})
+        if err is not None and err.exhausted and not err.retryable:
+            self.end_reason = f"nothing left to propose: {reason}"
+            return None
+        self.failed_in_row += 1
+        limit = ctx.cfg.proposer.max_failed_rounds
+        if limit and self.failed_in_row >= limit:
+            self.end_reason = (f"the proposer failed {self.failed_in_row} rounds in a row (last: {reason}); check [proposer] model, "
+                               "api_base and the provider's key in the environment, then start again (the session resumes)")
+            return None
+        backoff = min(300.0, self.backoff_base_s * (2 ** min(self.failed_in_row - 1, 8)))
+        ctx.notice(f"proposal failed ({reason}); trying again in {backoff:.0f} s", "warning")
+        await ctx.control.sleep(backoff)
+        return None
+
+    def _account_cost(self, p: Proposal) -> None:
+        # the proposer's own totals: they include prepared proposals that were never used
+        ctx = self.ctx
+        total, tokens = ctx.proposer.total_cost, ctx.proposer.total_tokens
+        if (total, tokens) != (ctx.total_cost, ctx.total_tokens):
+            ctx.total_cost, ctx.total_tokens = total, tokens
+            ctx.bus.emit(CostUpdated(ctx.total_cost, ctx.total_tokens, p.cost_usd, p.tokens))
+            cap = ctx.cfg.proposer.max_cost_usd
+            if cap and ctx.total_cost >= cap and not ctx.control.paused:
+                ctx.control.paused = True
+                ctx.notice(f"cost cap reached: ${ctx.total_cost:.2f} >= max_cost_usd ${cap:.2f}; paused (raise the cap and resume with p)",
+                           "warning")
+                ctx.control.wake.set()
+
+    # ------------------------------------------------------------- prefetch
+    def start_prefetch(self, during_baseline: bool = False, base: str = "") -> None:
+        """Prepare the next proposal while a run trains (the GPU never waits for the model)."""
+        ctx = self.ctx
+        if not (ctx.proposer.pipelined and ctx.cfg.proposer.pipeline) or ctx.control.stopping:
+            return
+        done_after_this = ctx.experiments_this_session + (0 if during_baseline else 1)
+        if ctx.max_iterations and done_after_this >= ctx.max_iterations:
+            return
+        pc = self.context([], [])
+        self._prefetch_based_on = base or ctx.best_commit() or ""
+        self._prefetch = asyncio.ensure_future(ctx.proposer.propose(pc))
+
+    async def _take_prefetch(self, pc: ProposalContext) -> Proposal | None:
+        task, self._prefetch = self._prefetch, None
+        if task is None:
+            return None
+        self._requests.add(task)
+        try:
+            await asyncio.wait({task})
+        finally:
+            self._requests.discard(task)
+        if task.cancelled():
+            return None
+        try:
+            proposal = task.result()
+        except ProposalError:
+            raise  # the provider failed while we prepared: a failed proposal, not a second try
+        except Exception:  # noqa: BLE001
+            return None
+        first = pc.ideas[0] if pc.ideas else ""
+        if first and proposal.idea != first:
+            return None  # the user queued a new idea meanwhile: it goes first
+        if self._prefetch_based_on != self.ctx.best_commit():
+            # the running experiment was kept: do the prepared edits still apply onto the new best?
+            r = self.ctx.cfg.research
+            try:
+                apply_edits(pc.files, proposal.edits, self.ctx.root, r.files_in_scope, r.read_only)
+            except Rejected:
+                self.ctx.notice("the prepared proposal no longer applies onto the new best; asking again")
+                return None
+        return proposal

@@ -1,0 +1,68 @@
+"""Tamper checks around a run: the read-only evaluator must be byte-for-byte what was committed
+at the session's start, and a run must not move HEAD or the research branch."""
+
+from __future__ import annotations
+
+import hashlib
+
+from .context import Ctx
+from .measure import hash_files
+
+
+def expected_hashes(ctx: Ctx, anchor: str) -> dict[str, str]:
+    """sha256 of each read-only file as committed at `anchor`."""
+    out = {}
+    for p in ctx.cfg.research.read_only:
+        blob = ctx.ledger.show_file(anchor, p)
+        if blob is not None:
+            out[p] = hashlib.sha256(blob).hexdigest()
+    return out
+
+
+def evaluator_changes(ctx: Ctx) -> list[str]:
+    """Paths of read-only files whose content is not what it must be."""
+    now = hash_files(ctx.root, list(ctx.readonly_hashes))
+    return [p for p, h in ctx.readonly_hashes.items() if now.get(p) != h]
+
+
+def restore_evaluator(ctx: Ctx, paths: list[str]) -> None:
+    ctx.ledger.restore_paths(ctx.best_commit() or "HEAD", paths)
+
+
+def check_before_run(ctx: Ctx) -> None:
+    bad = evaluator_changes(ctx)
+    if bad:
+        restore_evaluator(ctx, bad)
+        ctx.notice(f"read-only file(s) {', '.join(bad)} differed from the committed evaluator before the run; restored", "warning")
+
+
+def check_evaluator_after_run(ctx: Ctx) -> str:
+    """'' if the evaluator is intact; else the crash reason (and the files are restored)."""
+    bad = evaluator_changes(ctx)
+    if not bad:
+        return ""
+    restore_evaluator(ctx, bad)
+    return f"the run modified the read-only evaluator ({', '.join(bad)}): result invalid; file restored"
+
+
+def check_git_after_run(ctx: Ctx, commit: str) -> str:
+    """A run must not move HEAD or the research branch; if it did, put them back and say so."""
+    if not commit or len(commit) != 40:
+        return ""
+    led, branch = ctx.ledger, ctx.cfg.branch
+    problems = []
+    ref = f"refs/heads/{branch}"
+    # one git process in the normal case: HEAD's commit and where HEAD points
+    out = led.git("log", "-1", "--format=%H%x00%D", "HEAD", check=False).strip()
+    head_sha, _, deco = out.partition("\0")
+    if f"HEAD -> {branch}" not in [d.strip() for d in deco.split(",")]:
+        problems.append("switched HEAD away from the research branch")
+        led.git("symbolic-ref", "HEAD", ref, check=False)
+        head_sha = led.rev(ref) or ""
+    if head_sha != commit:
+        problems.append("moved the research branch")
+        led.git("update-ref", ref, commit, check=False)
+    if not problems:
+        return ""
+    led.git("reset", "-q", "--hard", commit, check=False)
+    return "the run changed the repository's git state (" + ", ".join(problems) + "): result invalid; restored"

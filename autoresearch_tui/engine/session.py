@@ -1,0 +1,301 @@
+"""The session: setup, resume, the lock, shutdown and the summary — and the only command API a
+UI calls. It owns the parts (`Ctx`, the event bus, the gate, the scheduler, the executor) and
+knows nothing about any UI: subscribers get typed events (`events.py`).
+
+Commands are plain methods to be called on the session's event loop (pause, resume,
+stop_after_run, stop_now, kill_run, detach, override, add_idea); queries (`git_log`,
+`experiment_detail`) do blocking work and belong in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable
+
+from .. import config as config_mod
+from ..proposers.base import Proposer
+from . import runner
+from .bus import EventBus
+from .context import Ctx, now
+from .events import BacklogChanged, Event, HistoryLoaded, Phase, PlatformDetected, SessionEnded, SessionStarted
+from .executors import LocalExecutor
+from .executors.base import Executor
+from .gate import Gate
+from .ledger import GitError
+from .metrics import error_tail, read_log_text
+from .notes import Idea, clean_idea
+from .records import History, RunRecord
+from .recovery import recover
+from .scheduler import Scheduler
+from .setup import SetupError, cached_platform, detect_in_background, restore_branch_sync, setup_sync
+from .state import SessionLock
+from .trial import write_notes
+
+__all__ = ["Session", "SetupError"]
+
+
+class Session:
+    def __init__(self, cfg: config_mod.Config, proposer: Proposer, max_iterations: int | None = None,
+                 platform: dict[str, Any] | None = None, poll_s: float = 0.05, executor: Executor | None = None):
+        self.cfg = cfg
+        self.root = cfg.root
+        self.bus = EventBus()
+        self.bus.on_error = self._subscriber_failed
+        self.ctx = Ctx(cfg, proposer, executor or LocalExecutor(), self.bus, platform, poll_s)
+        self.ctx.max_iterations = cfg.research.max_iterations if max_iterations is None else max_iterations
+        self._platform_given = platform is not None
+        self.lock = SessionLock(self.ctx.paths.state_dir)
+        self.gate = Gate(self.ctx)
+        self.resumed = False
+        self.start_branch = ""
+        self.started_at = now()
+        self.end_reason = ""
+        self._broken_subscribers: set[int] = set()
+
+    # ----------------------------------------------------------- for callers
+    def subscribe(self, fn: Callable[[Event], None]) -> None:
+        self.bus.subscribe(fn)
+
+    @property
+    def history(self) -> History:
+        return self.ctx.history
+
+    @property
+    def records(self) -> list[RunRecord]:
+        return self.ctx.history.records
+
+    @property
+    def phase(self) -> str:
+        return self.ctx.phase
+
+    @property
+    def paused(self) -> bool:
+        return self.ctx.control.paused
+
+    @property
+    def stopping(self) -> bool:
+        return self.ctx.control.stopping
+
+    @property
+    def detaching(self) -> bool:
+        return self.ctx.control.detaching
+
+    @property
+    def current_run(self) -> Any:
+        """The handle of a run in flight (the first slot's), or None."""
+        running = self.ctx.running_slots()
+        return running[0].handle if running else None
+
+    @property
+    def total_cost(self) -> float:
+        return self.ctx.total_cost
+
+    @property
+    def metric_name(self) -> str:
+        return self.cfg.metric.name
+
+    # -------------------------------------------------------------- commands
+    def _wake(self) -> None:
+        self.ctx.control.wake.set()
+
+    def pause(self) -> None:
+        c = self.ctx.control
+        if not c.paused and self.ctx.phase != Phase.STOPPED:
+            c.paused = True
+            self.ctx.notice("paused: the current run (if any) finishes; no new experiment starts")
+            if not self.ctx.running_slots():
+                self.ctx.set_phase(Phase.PAUSED)
+            self._wake()
+
+    def resume(self) -> None:
+        if self.ctx.control.paused:
+            self.ctx.control.paused = False
+            self.ctx.notice("resumed")
+            self.ctx.set_phase(self.ctx.phase if self.ctx.phase != Phase.PAUSED else Phase.PROPOSING)
+            self._wake()
+
+    def stop_after_run(self) -> None:
+        if self.ctx.phase == Phase.STOPPED:
+            return
+        self.ctx.control.stopping = True
+        self.gate.cancel_requests()
+        self.ctx.set_phase(Phase.STOPPING, detail="stops after the current run")
+        self._wake()
+
+    def stop_now(self) -> None:
+        if self.ctx.phase == Phase.STOPPED:
+            return
+        self.ctx.control.stopping = True
+        for slot in self.ctx.slots:
+            slot.request_kill("killed: the session was stopped by the user")
+        self.gate.cancel_requests()
+        self.ctx.set_phase(Phase.STOPPING, detail="stopping now")
+        self._wake()
+
+    def kill_run(self) -> bool:
+        return any([s.request_kill("killed by the user") for s in self.ctx.slots])
+
+    def detach(self) -> None:
+        """Quit without touching a running experiment; the next start re-attaches to it."""
+        c = self.ctx.control
+        c.detaching = c.stopping = True
+        self.gate.cancel_requests()
+        self._wake()
+
+    def override(self, iteration: int, status: str) -> None:
+        if status not in ("keep", "discard"):
+            raise ValueError(status)
+        self.ctx.control.overrides.append((iteration, status))
+        if self.ctx.running_slots():
+            self.ctx.notice(f"#{iteration} will be marked {status} when the current run ends")
+        self._wake()
+
+    def add_idea(self, text: str) -> bool:
+        """Queue an idea for the next proposal (blocking file work: call it in a thread)."""
+        text = clean_idea(text)
+        if not text:
+            return False
+        ideas = self.ctx.notes.ideas()
+        ideas.append(Idea(text))
+        self.ctx.notes.write_backlog(ideas)
+        self.bus.emit(BacklogChanged([i.to_dict() for i in ideas]))
+        self._wake()
+        return True
+
+    def abandon(self) -> None:
+        """Last resort when the event loop is gone (the app closed): kill what still runs —
+        unless the user chose to leave it running — and release the lock."""
+        if not self.ctx.control.detaching:
+            for slot in self.ctx.running_slots():
+                self.ctx.executor.kill(slot.handle, self.cfg.research.kill_grace_s)  # type: ignore[arg-type]
+        self.lock.release()
+
+    # --------------------------------------------------------------- queries
+    def git_log(self, n: int = 25) -> list[tuple[str, str]]:
+        return self.ctx.ledger.log(n)
+
+    def experiment_detail(self, rec: RunRecord) -> str:
+        """The diff of an experiment, its facts and its log tail, as text."""
+        commit = rec.commit
+        parent = rec.parent or (commit + "^" if commit else "")
+        try:
+            diff = self.ctx.ledger.diff(parent, commit) if commit and not rec.is_baseline else "(the baseline: no change)"
+        except (GitError, OSError) as e:
+            diff = f"(diff unavailable: {e})"
+        tail = error_tail(read_log_text(self.root / rec.log), lines=25) if rec.log else ""
+        facts = [f"commit {commit}", f"ref {rec.ref}", f"metric {rec.metric}", f"exit {rec.exit_code}", f"duration {rec.duration_s} s"]
+        if rec.crash_reason:
+            facts.append(f"crash: {rec.crash_reason}")
+        if rec.hypothesis:
+            facts.append(f"hypothesis: {rec.hypothesis}")
+        return "\n".join(facts) + "\n\n" + diff + "\n──── log tail ────\n" + tail
+
+    # ------------------------------------------------------------------ main
+    async def run(self) -> str:
+        """Run the session until stopped or bounded. Returns why it ended."""
+        ctx = self.ctx
+        loop = asyncio.get_running_loop()
+        self.bus.bind(loop)
+        ctx.control.wake = asyncio.Event()
+        for slot in ctx.slots:
+            slot.kill = asyncio.Event()
+        try:
+            self.resumed, self.start_branch, notices = await ctx.thread(setup_sync, ctx, self.lock)
+        except SetupError:
+            raise
+        except GitError as e:
+            raise SetupError(f"{self.root}: {e}") from None
+        runner.become_subreaper()
+        try:
+            self._platform(loop)
+            cfg, r = self.cfg, self.cfg.research
+            self.bus.emit(SessionStarted(
+                branch=cfg.branch, tag=cfg.tag, start_branch=self.start_branch, resumed=self.resumed, metric=cfg.metric.name,
+                direction=cfg.metric.direction, max_iterations=ctx.max_iterations, time_budget_s=r.time_budget_s,
+                platform=dict(ctx.platform), proposer=ctx.proposer.name,
+            ))
+            for n in notices:
+                ctx.notice(n, "warning")
+            h = ctx.history
+            self.bus.emit(HistoryLoaded(list(h.records), h.best(), h.baseline(), h.running_best()))
+            self.bus.emit(BacklogChanged([i.to_dict() for i in ctx.notes.ideas()]))
+            if not ctx.control.stopping:
+                await recover(ctx, ctx.slots[0])
+            ctx.experiments_this_session = 0  # a recovered run belongs to the earlier session
+            msg = await ctx.thread(restore_branch_sync, ctx)
+            if msg:
+                ctx.notice(msg, "warning")
+            await ctx.thread(write_notes, ctx)
+            self.end_reason = await Scheduler(ctx, self.gate).loop()
+        except asyncio.CancelledError:
+            self.end_reason = "detached: the run goes on and will be re-attached" if ctx.control.detaching else "cancelled"
+            raise
+        finally:
+            await self._shutdown()
+        return self.end_reason
+
+    def _platform(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Use the cached platform at once; otherwise detect it beside the first run."""
+        ctx = self.ctx
+        if self._platform_given:
+            return
+        cached = cached_platform(ctx)
+        if cached is not None:
+            ctx.platform = cached
+            return
+
+        def done(data: dict[str, Any]) -> None:
+            def apply() -> None:
+                ctx.platform = data
+                self.bus.emit(PlatformDetected(dict(data)))
+
+            try:
+                loop.call_soon_threadsafe(apply)
+            except RuntimeError:
+                pass  # the session ended first
+
+        detect_in_background(ctx, done)
+
+    async def _shutdown(self) -> None:
+        ctx = self.ctx
+        self.gate.cancel_requests()
+        if not ctx.control.detaching:
+            # never leave a run behind (a cancelled worker lands here)
+            for slot in ctx.running_slots():
+                await asyncio.shield(ctx.thread(ctx.executor.kill, slot.handle, self.cfg.research.kill_grace_s))
+        try:
+            await ctx.proposer.aclose()
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            reason = self.end_reason or "ended"
+            if ctx.history.records:
+                from ..summary import write_summary
+
+                try:
+                    path, text = await ctx.thread(write_summary, self.cfg, ctx.history, ctx.platform, ctx.total_cost, self.started_at)
+                except OSError as e:
+                    ctx.notice(f"the summary could not be written ({e}); `autoresearch-tui summary` writes it later", "error")
+                    self.bus.emit(SessionEnded(reason))
+                else:
+                    self.bus.emit(SessionEnded(reason, str(path), text))
+            else:
+                self.bus.emit(SessionEnded(reason))
+        finally:
+            ctx.set_phase(Phase.STOPPED)
+            self.lock.release()
+
+    # ---------------------------------------------------------------- errors
+    def _subscriber_failed(self, fn: Callable, ev: Event, tb: str) -> None:
+        path = self.ctx.paths.state_dir / "errors.log"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(f"--- {now():.3f} subscriber {fn!r} on {type(ev).__name__}\n{tb}\n")
+        except OSError:
+            pass
+        if id(fn) not in self._broken_subscribers:
+            self._broken_subscribers.add(id(fn))
+            self.ctx.notice(f"a display of the session failed on {type(ev).__name__} ({tb.strip().splitlines()[-1]}); "
+                            f"details in {path}", "error")
+

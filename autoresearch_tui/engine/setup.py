@@ -1,0 +1,123 @@
+"""Everything before the first run that touches disk: preflight, the lock, the branch, the
+records read back, the evaluator's expected hashes, the branch put back on the best — and the
+platform, detected beside the first run and cached per machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from ..fsio import atomic_write_text
+from .context import Ctx, now
+from .integrity import expected_hashes
+from .preflight import preflight
+from .records import History, RunRecord
+from .state import SessionLock
+
+PLATFORM_TTL_S = 6 * 3600
+
+
+class SetupError(Exception):
+    """The session cannot start; `str()` is the one-line message (exit code 2)."""
+
+
+def setup_sync(ctx: Ctx, lock: SessionLock) -> tuple[bool, str, list[str]]:
+    """(resumed, start branch, notices to show)."""
+    notes: list[str] = []
+    report = preflight(ctx.cfg, for_session=True)
+    if report.errors:
+        raise SetupError(report.errors[0])
+    try:
+        lock.acquire()
+    except Exception as e:  # noqa: BLE001
+        raise SetupError(str(e)) from None
+    led, cfg = ctx.ledger, ctx.cfg
+    stale = led.clear_stale_index_lock()
+    if stale:
+        notes.append(stale)
+    led.ensure_excludes()
+    led.add_exclude("/" + cfg.research.results_file)
+    resumed, start_branch = led.start_or_resume()
+    st = ctx.state.read()
+    if resumed and st.get("start_branch"):
+        start_branch = st["start_branch"]
+    fingerprint = {"metric": cfg.metric.name, "direction": cfg.metric.direction, "command": cfg.research.command}
+    if resumed and st.get("fingerprint") and st["fingerprint"] != fingerprint:
+        notes.append(
+            f"{cfg.branch} was started with a different configuration ({json.dumps(st['fingerprint'])}); "
+            "results compare only within one configuration: consider a new branch_tag"
+        )
+    ctx.state.update(tag=cfg.tag, start_branch=start_branch, fingerprint=fingerprint)
+    ctx.results.ensure_files()
+    loaded = ctx.results.load()
+    notes.extend(loaded.warnings)
+    ctx.history = History((RunRecord.from_dict(r) for r in loaded.records), loaded.events, cfg.metric.direction)
+    # the evaluator's expected content: as committed at the session's start
+    base = ctx.history.baseline()
+    base_commit = base.commit if base and len(base.commit) == 40 else None
+    ref0 = led.rev(led.experiment_ref(0)) if resumed else None
+    ctx.readonly_hashes = expected_hashes(ctx, base_commit or ref0 or led.head())
+    return resumed, start_branch, notes
+
+
+def restore_branch_sync(ctx: Ctx) -> str | None:
+    """Put the research branch on the best commit; clean tracked files. Returns a notice."""
+    target = ctx.best_commit()
+    if not target:
+        return None
+    led = ctx.ledger
+    head = led.head()
+    dirty = [c for c in led.status() if not c.status.startswith("??")]
+    if head != target or dirty:
+        led.reset_hard(target)
+        if head != target:
+            return f"branch {ctx.cfg.branch} moved back from {head[:7]} to the best commit {target[:7]}"
+        return "tracked files changed by an interrupted experiment were reset to the best commit"
+    return None
+
+
+# ------------------------------------------------------------------ platform
+def machine_cache() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "autoresearch-tui" / f"platform-{socket.gethostname()}.json"
+
+
+def _fresh(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(data, dict) and now() - float(data.get("detected_at", 0)) < PLATFORM_TTL_S:
+        return data
+    return None
+
+
+def cached_platform(ctx: Ctx) -> dict[str, Any] | None:
+    """The repository's cache (tests and `summary` read it), else this machine's."""
+    return _fresh(ctx.paths.platform_cache) or _fresh(machine_cache())
+
+
+def detect_in_background(ctx: Ctx, done: Callable[[dict[str, Any]], None]) -> threading.Thread:
+    """Detect the platform (torch imported in a child: seconds) on a daemon thread — the first
+    run does not wait for it, and quitting does not either. `done` gets the result."""
+
+    def work() -> None:
+        from .platform import detect
+
+        data = detect()
+        data["detected_at"] = now()
+        for path in (ctx.paths.platform_cache, machine_cache()):
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_text(path, json.dumps(data))
+            except OSError:
+                pass
+        done(data)
+
+    t = threading.Thread(target=work, name="autoresearch-platform", daemon=True)
+    t.start()
+    return t
