@@ -161,7 +161,7 @@ class ResultsStore:
             if not ln.strip():
                 continue
             vals = ln.rstrip("\r").split("\t")
-            rows.append(dict(zip(cols, vals)))
+            rows.append(dict(zip(cols, vals, strict=False)))  # a short or long row keeps what it has
         return rows
 
     def load(self, repair: bool = True) -> LoadedResults:
