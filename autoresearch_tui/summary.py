@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
+from .fsio import atomic_write_text
 
 SUMMARY_NAME = "autoresearch-summary.md"
 
@@ -149,7 +150,5 @@ def write_summary(cfg: Config, records: list[dict[str, Any]], platform: dict[str
         pass
     text = render(cfg, records, platform, cost_usd, started_at, start_branch)
     path = cfg.root / SUMMARY_NAME
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, text)
     return path, text

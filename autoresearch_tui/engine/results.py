@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..fsio import atomic_write_text
+
 STATUSES = ("keep", "discard", "crash")
 FIXED_COLUMNS = ("commit", "memory_gb", "status", "description")
 
@@ -128,14 +130,7 @@ class ResultsStore:
 
     def rewrite_tsv(self, records: list[dict[str, Any]]) -> None:
         """Atomically rewrite results.tsv from the records (after a keep/discard override)."""
-        tmp = self.tsv.with_name(self.tsv.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(self.header)
-            for r in records:
-                f.write(tsv_row(r))
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(self.tsv)
+        atomic_write_text(self.tsv, self.header + "".join(tsv_row(r) for r in records))
 
     # ----------------------------------------------------------------- reading
     def count_tsv_rows(self) -> int:
