@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..fsio import atomic_write_text
+from ..fsio import atomic_write_text, fmt_metric
 
 NOTES_NAME = "autoresearch.md"
 _ITEM = re.compile(r"^\s*[-*]\s*(?:\[([ >xX\-])\]\s*)?(.*\S)\s*$")
@@ -95,10 +95,6 @@ class Notes:
         atomic_write_text(self.path, body_before_backlog.rstrip("\n") + "\n\n" + _backlog_block(ideas) + body_after.lstrip("\n"))
 
 
-def _fmt(v: Any) -> str:
-    return "—" if v is None else f"{float(v):.6f}"
-
-
 def render_notes(
     cfg: Any,
     records: list[dict[str, Any]],
@@ -157,16 +153,16 @@ def render_notes(
     after = [
         "## What's been tried",
         "",
-        f"Baseline {_fmt(baseline and baseline.get('metric'))} → best {_fmt(best and best.get('metric'))} "
+        f"Baseline {fmt_metric(baseline and baseline.get('metric'))} → best {fmt_metric(best and best.get('metric'))} "
         f"after {len(runs)} experiments ({len(keeps)} keep / {len(discards)} discard / {len(crashes)} crash).",
         "",
         "### Key wins",
         "",
-        *([f"- #{x['iteration']} {x.get('description', '')} → {_fmt(x.get('metric'))}" for x in keeps] or ["- (none yet)"]),
+        *([f"- #{x['iteration']} {x.get('description', '')} → {fmt_metric(x.get('metric'))}" for x in keeps] or ["- (none yet)"]),
         "",
         "### Dead ends (latest 15)",
         "",
-        *([f"- #{x['iteration']} {x.get('description', '')} → {_fmt(x.get('metric'))}" for x in discards[-15:]] or ["- (none yet)"]),
+        *([f"- #{x['iteration']} {x.get('description', '')} → {fmt_metric(x.get('metric'))}" for x in discards[-15:]] or ["- (none yet)"]),
         "",
         "### Crashes (latest 10)",
         "",
