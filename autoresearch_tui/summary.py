@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
+from .engine.paths import paths_for
 from .fsio import atomic_write_text, fmt_metric
 
 SUMMARY_NAME = "autoresearch-summary.md"
@@ -141,7 +142,7 @@ def render(cfg: Config, records: list[dict[str, Any]], platform: dict[str, Any],
 def write_summary(cfg: Config, records: list[dict[str, Any]], platform: dict[str, Any], cost_usd: float = 0.0, started_at: float | None = None) -> tuple[Path, str]:
     start_branch = ""
     try:
-        start_branch = json.loads((cfg.root / ".autoresearch" / "state.json").read_text()).get("start_branch", "")
+        start_branch = json.loads(paths_for(cfg.root).state_file.read_text()).get("start_branch", "")
     except (OSError, ValueError):
         pass
     text = render(cfg, records, platform, cost_usd, started_at, start_branch)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fsio import atomic_write_text, fsync_append
+from .paths import paths_for
 
 STATUSES = ("keep", "discard", "crash")
 FIXED_COLUMNS = ("commit", "memory_gb", "status", "description")
@@ -88,8 +89,9 @@ class ResultsStore:
     def __init__(self, root: Path, results_file: str, metric_name: str):
         self.root = Path(root)
         self.tsv = self.root / results_file
-        self.state_dir = self.root / ".autoresearch"
-        self.jsonl = self.state_dir / "runs.jsonl"
+        paths = paths_for(self.root)
+        self.state_dir = paths.state_dir
+        self.jsonl = paths.jsonl
         self.metric_name = metric_name
 
     @property
