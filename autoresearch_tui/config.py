@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .fsio import atomic_write_text
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
@@ -320,7 +322,5 @@ def dumps(cfg: Config) -> str:
 
 def save(cfg: Config, path: Path | None = None) -> Path:
     path = Path(path or cfg.path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dumps(cfg), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, dumps(cfg))
     return path

@@ -13,12 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
+from .engine.paths import paths_for
+from .fsio import atomic_write_text, fmt_metric
 
 SUMMARY_NAME = "autoresearch-summary.md"
-
-
-def _f(v: Any) -> str:
-    return "—" if v is None else f"{float(v):.6f}"
 
 
 def _category(rec: dict[str, Any]) -> str:
@@ -52,7 +50,7 @@ def completion_text(records: list[dict[str, Any]]) -> str:
     if base and best:
         d = best["metric"] - base["metric"]
         pct = f", {d / abs(base['metric']) * 100:+.2f}%" if base["metric"] else ""
-        lines.append(f"Baseline: {_f(base['metric'])} → Best: {_f(best['metric'])} ({d:+.6f}{pct})")
+        lines.append(f"Baseline: {fmt_metric(base['metric'])} → Best: {fmt_metric(best['metric'])} ({d:+.6f}{pct})")
     lines.append(f"Keeps: {c['keep']} | Discards: {c['discard']} | Crashes: {c['crash']}")
     if best:
         lines.append(f"Best experiment: #{best.get('iteration')} — {best.get('description', '')}")
@@ -88,7 +86,7 @@ def render(cfg: Config, records: list[dict[str, Any]], platform: dict[str, Any],
     if base and best:
         d = best["metric"] - base["metric"]
         pct = f" ({d / abs(base['metric']) * 100:+.2f}%)" if base["metric"] else ""
-        out.append(f"| {_f(base['metric'])} | {_f(best['metric'])} | {d:+.6f}{pct} | {str(best.get('commit', ''))[:7]} |")
+        out.append(f"| {fmt_metric(base['metric'])} | {fmt_metric(best['metric'])} | {d:+.6f}{pct} | {str(best.get('commit', ''))[:7]} |")
     else:
         out.append("| — | — | — | — |")
     out += [
@@ -104,7 +102,7 @@ def render(cfg: Config, records: list[dict[str, Any]], platform: dict[str, Any],
     sign = 1 if m.direction == "minimize" else -1
     kept.sort(key=lambda r: sign * (r["metric"] - r["best_before"]))
     for i, r in enumerate(kept[:10], 1):
-        out.append(f"| {i} | {r['iteration']} | {str(r.get('commit', ''))[:7]} | {_f(r['metric'])} | {r['metric'] - r['best_before']:+.6f} | {r.get('description', '')} |")
+        out.append(f"| {i} | {r['iteration']} | {str(r.get('commit', ''))[:7]} | {fmt_metric(r['metric'])} | {r['metric'] - r['best_before']:+.6f} | {r.get('description', '')} |")
     if not kept:
         out.append("| — | | | | | nothing beat the baseline |")
     out += ["", "## What didn't work", "", "| Category | Tries | Outcome | Examples |", "|---|---|---|---|"]
@@ -130,7 +128,7 @@ def render(cfg: Config, records: list[dict[str, Any]], platform: dict[str, Any],
             "```sh",
             f"git switch {target}",
             f"git merge --squash {cfg.branch}   # all kept changes as one commit",
-            f"git commit -m \"autoresearch {cfg.tag}: {m.name} {_f(base and base['metric'])} -> {_f(best and best['metric'])}\"",
+            f"git commit -m \"autoresearch {cfg.tag}: {m.name} {fmt_metric(base and base['metric'])} -> {fmt_metric(best and best['metric'])}\"",
             "# or, one by one:",
             f"# git cherry-pick {shas}",
             "```",
@@ -144,12 +142,10 @@ def render(cfg: Config, records: list[dict[str, Any]], platform: dict[str, Any],
 def write_summary(cfg: Config, records: list[dict[str, Any]], platform: dict[str, Any], cost_usd: float = 0.0, started_at: float | None = None) -> tuple[Path, str]:
     start_branch = ""
     try:
-        start_branch = json.loads((cfg.root / ".autoresearch" / "state.json").read_text()).get("start_branch", "")
+        start_branch = json.loads(paths_for(cfg.root).state_file.read_text()).get("start_branch", "")
     except (OSError, ValueError):
         pass
     text = render(cfg, records, platform, cost_usd, started_at, start_branch)
     path = cfg.root / SUMMARY_NAME
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, text)
     return path, text

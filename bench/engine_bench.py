@@ -52,7 +52,7 @@ def _duty(events: list[tuple[float, Any]]) -> float:
     which an experiment was running."""
     starts = [t for t, e in events if isinstance(e, ev.RunStarted)]
     ends = [t for t, e in events if isinstance(e, ev.RunFinished)]
-    running = sum(b - a for a, b in zip(starts, ends))
+    running = sum(b - a for a, b in zip(starts, ends, strict=False))
     return running / (ends[-1] - starts[0])
 
 

@@ -7,11 +7,12 @@ The file is not tracked by git (it is listed in .git/info/exclude).
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from ..fsio import atomic_write_text, fmt_metric
 
 NOTES_NAME = "autoresearch.md"
 _ITEM = re.compile(r"^\s*[-*]\s*(?:\[([ >xX\-])\]\s*)?(.*\S)\s*$")
@@ -64,15 +65,6 @@ def _backlog_block(ideas: list[Idea]) -> str:
     return "## Backlog\n\n" + items + "\n"
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
-
-
 class Notes:
     def __init__(self, root: Path):
         self.path = Path(root) / NOTES_NAME
@@ -97,14 +89,10 @@ class Notes:
         else:
             end = next((k for k in range(start + 1, len(lines)) if lines[k].startswith("## ")), len(lines))
             text = "".join(lines[:start]) + block + "".join(lines[end:])
-        _atomic_write(self.path, text)
+        atomic_write_text(self.path, text)
 
     def write(self, body_before_backlog: str, ideas: list[Idea], body_after: str) -> None:
-        _atomic_write(self.path, body_before_backlog.rstrip("\n") + "\n\n" + _backlog_block(ideas) + body_after.lstrip("\n"))
-
-
-def _fmt(v: Any) -> str:
-    return "—" if v is None else f"{float(v):.6f}"
+        atomic_write_text(self.path, body_before_backlog.rstrip("\n") + "\n\n" + _backlog_block(ideas) + body_after.lstrip("\n"))
 
 
 def render_notes(
@@ -165,16 +153,16 @@ def render_notes(
     after = [
         "## What's been tried",
         "",
-        f"Baseline {_fmt(baseline and baseline.get('metric'))} → best {_fmt(best and best.get('metric'))} "
+        f"Baseline {fmt_metric(baseline and baseline.get('metric'))} → best {fmt_metric(best and best.get('metric'))} "
         f"after {len(runs)} experiments ({len(keeps)} keep / {len(discards)} discard / {len(crashes)} crash).",
         "",
         "### Key wins",
         "",
-        *([f"- #{x['iteration']} {x.get('description', '')} → {_fmt(x.get('metric'))}" for x in keeps] or ["- (none yet)"]),
+        *([f"- #{x['iteration']} {x.get('description', '')} → {fmt_metric(x.get('metric'))}" for x in keeps] or ["- (none yet)"]),
         "",
         "### Dead ends (latest 15)",
         "",
-        *([f"- #{x['iteration']} {x.get('description', '')} → {_fmt(x.get('metric'))}" for x in discards[-15:]] or ["- (none yet)"]),
+        *([f"- #{x['iteration']} {x.get('description', '')} → {fmt_metric(x.get('metric'))}" for x in discards[-15:]] or ["- (none yet)"]),
         "",
         "### Crashes (latest 10)",
         "",

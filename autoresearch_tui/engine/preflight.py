@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..config import Config
 from .ledger import Ledger, TOOL_IGNORES
+from .paths import paths_for
 
 
 @dataclass
@@ -122,7 +123,7 @@ def preflight(cfg: Config, for_session: bool = False) -> Report:
     else:
         rep.info.append(f"new session: branch {cfg.branch} will be created from {branch}; the baseline runs first")
     if not for_session:
-        lock = root / ".autoresearch" / "lock"
+        lock = paths_for(root).lock
         if lock.exists():
             fd = os.open(lock, os.O_RDONLY)
             try:

@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..fsio import atomic_write_text, fsync_append
+from .paths import paths_for
+
 STATUSES = ("keep", "discard", "crash")
 FIXED_COLUMNS = ("commit", "memory_gb", "status", "description")
 
@@ -38,19 +41,6 @@ def tsv_row(rec: dict[str, Any]) -> str:
     mem = 0.0 if status == "crash" and mem is None else (mem or 0.0)
     short = (rec.get("commit") or "0000000")[:7]
     return f"{short}\t{value:.6f}\t{float(mem):.1f}\t{status}\t{clean_description(rec.get('description', ''))}\n"
-
-
-def _fsync_append(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        data = text.encode("utf-8")
-        view = memoryview(data)
-        while view:
-            n = os.write(fd, view)
-            view = view[n:]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _cut_partial_line(path: Path) -> str | None:
@@ -99,8 +89,9 @@ class ResultsStore:
     def __init__(self, root: Path, results_file: str, metric_name: str):
         self.root = Path(root)
         self.tsv = self.root / results_file
-        self.state_dir = self.root / ".autoresearch"
-        self.jsonl = self.state_dir / "runs.jsonl"
+        paths = paths_for(self.root)
+        self.state_dir = paths.state_dir
+        self.jsonl = paths.jsonl
         self.metric_name = metric_name
 
     @property
@@ -111,31 +102,24 @@ class ResultsStore:
     def ensure_files(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if not self.tsv.exists() or self.tsv.stat().st_size == 0:
-            _fsync_append(self.tsv, self.header)
+            fsync_append(self.tsv, self.header)
 
     def append(self, rec: dict[str, Any]) -> None:
         """One experiment row: the full record, then the TSV row."""
         assert rec.get("status") in STATUSES, rec.get("status")
         self.ensure_files()
         rec = {"kind": "run", **rec}
-        _fsync_append(self.jsonl, json.dumps(rec, sort_keys=True, default=str) + "\n")
-        _fsync_append(self.tsv, tsv_row(rec))
+        fsync_append(self.jsonl, json.dumps(rec, sort_keys=True, default=str) + "\n")
+        fsync_append(self.tsv, tsv_row(rec))
 
     def append_event(self, rec: dict[str, Any]) -> None:
         """A non-row record (override, failed proposal) in runs.jsonl only."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        _fsync_append(self.jsonl, json.dumps(rec, sort_keys=True, default=str) + "\n")
+        fsync_append(self.jsonl, json.dumps(rec, sort_keys=True, default=str) + "\n")
 
     def rewrite_tsv(self, records: list[dict[str, Any]]) -> None:
         """Atomically rewrite results.tsv from the records (after a keep/discard override)."""
-        tmp = self.tsv.with_name(self.tsv.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(self.header)
-            for r in records:
-                f.write(tsv_row(r))
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(self.tsv)
+        atomic_write_text(self.tsv, self.header + "".join(tsv_row(r) for r in records))
 
     # ----------------------------------------------------------------- reading
     def count_tsv_rows(self) -> int:
@@ -161,7 +145,7 @@ class ResultsStore:
             if not ln.strip():
                 continue
             vals = ln.rstrip("\r").split("\t")
-            rows.append(dict(zip(cols, vals)))
+            rows.append(dict(zip(cols, vals, strict=False)))  # a short or long row keeps what it has
         return rows
 
     def load(self, repair: bool = True) -> LoadedResults:
@@ -197,8 +181,8 @@ class ResultsStore:
         if len(runs) > n_tsv and repair:
             missing = runs[n_tsv:]
             if not self.tsv.exists() or self.tsv.stat().st_size == 0:
-                _fsync_append(self.tsv, self.header)
-            _fsync_append(self.tsv, "".join(tsv_row(r) for r in missing))
+                fsync_append(self.tsv, self.header)
+            fsync_append(self.tsv, "".join(tsv_row(r) for r in missing))
             out.warnings.append(
                 f"{self.tsv.name}: restored {len(missing)} row(s) from .autoresearch/runs.jsonl"
             )

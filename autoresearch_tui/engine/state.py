@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..fsio import atomic_write_text
+
 
 class LockedError(Exception):
     pass
@@ -61,12 +63,7 @@ class StateFile:
 
     def write(self, data: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name("state.json.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True, default=str)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(self.path)
+        atomic_write_text(self.path, json.dumps(data, indent=1, sort_keys=True, default=str))
 
     def update(self, **changes: Any) -> dict[str, Any]:
         data = self.read()

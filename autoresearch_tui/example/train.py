@@ -14,10 +14,10 @@ import warnings
 
 warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 import torch  # noqa: E402
-import torch.nn as nn
-import torch.nn.functional as F
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
-from prepare import VOCAB_SIZE, evaluate_bpb, load_data
+from prepare import VOCAB_SIZE, evaluate_bpb, load_data  # noqa: E402
 
 # ---------------------------------------------------------------- the knobs
 LEARNING_RATE = 0.0003

@@ -24,7 +24,6 @@ class Proposal:
     tokens: int = 0
     cost_usd: float = 0.0
     repair_of: int | None = None  # iteration whose crash this tries to fix
-    based_on: str = ""  # commit the edits were written against
     lines_changed: tuple[int, int] = (0, 0)  # (added, removed), set when validated
 
 

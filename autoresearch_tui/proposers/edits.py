@@ -144,20 +144,6 @@ def diff_hash(old: dict[str, str], new: dict[str, str]) -> str:
     return h.hexdigest()[:16]
 
 
-def unified_diff(old: dict[str, str], new: dict[str, str]) -> str:
-    out = []
-    for path in sorted(new):
-        out.extend(
-            difflib.unified_diff(
-                old.get(path, "").splitlines(keepends=True),
-                new[path].splitlines(keepends=True),
-                fromfile=f"a/{path}",
-                tofile=f"b/{path}",
-            )
-        )
-    return "".join(out)
-
-
 def line_counts(old: dict[str, str], new: dict[str, str]) -> tuple[int, int]:
     """(lines added, lines removed) of the change, as `git diff --numstat` counts them."""
     added = removed = 0

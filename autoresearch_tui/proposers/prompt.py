@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from ..fsio import fmt_metric
 from .base import ProposalContext
 
 READ_ONLY_LIMIT = 6000
@@ -27,10 +26,6 @@ must match the current file exactly once: copy enough lines to be unique. Make o
 change (one idea), not several unrelated ones."""
 
 
-def _m(v: Any) -> str:
-    return "—" if v is None else f"{float(v):.6f}"
-
-
 def build_messages(ctx: ProposalContext, scope: list[str], read_only: list[str]) -> list[dict[str, str]]:
     better = "lower" if ctx.direction == "minimize" else "higher"
     system = (
@@ -48,11 +43,11 @@ def build_messages(ctx: ProposalContext, scope: list[str], read_only: list[str])
         parts.append("## Platform\n" + str(ctx.platform.get("summary", "")) + "".join(f"\n- {a}" for a in ctx.advice))
     base, best = ctx.baseline, ctx.best
     if best:
-        parts.append(f"## Best so far\n#{best.get('iteration')} {_m(best.get('metric'))} ({best.get('description', '')}); "
-                     f"baseline {_m(base and base.get('metric'))}.")
+        parts.append(f"## Best so far\n#{best.get('iteration')} {fmt_metric(best.get('metric'))} ({best.get('description', '')}); "
+                     f"baseline {fmt_metric(base and base.get('metric'))}.")
     runs = [r for r in ctx.history if not r.get("is_baseline")]
     if runs:
-        lines = [f"#{r.get('iteration')} {r.get('status'):<7} {_m(r.get('metric'))}  {r.get('description', '')}" for r in runs[-HISTORY_RECENT:]]
+        lines = [f"#{r.get('iteration')} {r.get('status'):<7} {fmt_metric(r.get('metric'))}  {r.get('description', '')}" for r in runs[-HISTORY_RECENT:]]
         parts.append("## Recent experiments\n" + "\n".join(lines))
         crashes = [r for r in runs if r.get("status") == "crash"][-CRASHES_SHOWN:]
         for c in crashes:

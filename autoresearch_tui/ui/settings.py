@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..fsio import atomic_write_text
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -46,9 +48,7 @@ def save_settings(**changes: Any) -> None:
     path = config_dir() / "settings.toml"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name("settings.toml.tmp")
-        tmp.write_text(tomli_w.dumps(data), encoding="utf-8")
-        tmp.replace(path)
+        atomic_write_text(path, tomli_w.dumps(data))
     except OSError:
         pass
 

@@ -8,6 +8,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
+from ...fsio import fmt_metric
+
 
 class MetricChart(Vertical):
     def __init__(self, direction: str = "minimize", **kw: Any) -> None:
@@ -56,7 +58,7 @@ class MetricChart(Vertical):
         self.query_one("#spark-metric", Sparkline).data = self.values[-400:]
         self.query_one("#spark-best", Sparkline).data = self.best[-400:]
         if self.values:
-            text = f"last {self.values[-1]:.6f} · best {self.best[-1]:.6f} · n {len(self.values)}"
+            text = f"last {fmt_metric(self.values[-1])} · best {fmt_metric(self.best[-1])} · n {len(self.values)}"
         else:
             text = "no measurement yet"
         self.query_one("#chart-numbers", Static).update(text)

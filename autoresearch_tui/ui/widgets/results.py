@@ -7,6 +7,8 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
+from ...fsio import fmt_metric
+
 COLUMNS = [("iter", "#"), ("commit", "commit"), ("metric", "metric"), ("delta", "Δ best"), ("mem", "mem GB"),
            ("status", "status"), ("desc", "description"), ("idea", "idea")]
 STATUS_COLOUR = {"keep": "success", "discard": "warning", "crash": "error"}
@@ -40,7 +42,7 @@ class ResultsTable(DataTable):
         return {
             "iter": Text(str(rec.get("iteration", ""))),
             "commit": Text(str(rec.get("commit", ""))[:7]),
-            "metric": Text(f"{m:.6f}" if m is not None else "—"),
+            "metric": Text(fmt_metric(m)),
             "delta": Text((f"{d:+.6f}" if d is not None and not rec.get("is_baseline") else "")
                           + (f" {rec['confidence']:+.1f}σ" if rec.get("confidence") is not None else "")
                           + (" !" if rec.get("flag") else "")),

@@ -11,6 +11,8 @@ from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import ProgressBar
 
+from ...fsio import fmt_metric
+
 
 class StatusText(Widget):
     """Two lines of text that repaint without asking for a new layout (it ticks every second)."""
@@ -88,7 +90,7 @@ class StatusBar(Horizontal):
         if self.max_iterations:
             t.append(f"({self.session_done}/{self.max_iterations}) ")
         if self.best is not None:
-            t.append(f"· best {self.best:.6f} ")
+            t.append(f"· best {fmt_metric(self.best)} ")
             if self.baseline:
                 d = (self.best - self.baseline) / abs(self.baseline) * 100
                 good = (d < 0) == (self.direction == "minimize") and d != 0
@@ -104,7 +106,7 @@ class StatusBar(Horizontal):
         if self.detail:
             t.append(self.detail[:60] + " ", style="italic")
         if self.baseline is not None:
-            t.append(f"· baseline {self.baseline:.6f} ", style="dim")
+            t.append(f"· baseline {fmt_metric(self.baseline)} ", style="dim")
         if self.noise:
             t.append(f"· noise σ {self.noise:.4g} ", style="dim")
         if self.platform:
