@@ -64,7 +64,7 @@ async def test_quit_leaving_the_run_going_keeps_it_alive_and_the_next_start_reat
         await pilot.click("#detach")
     eng.abandon()  # what run_app does after the app has closed
     # the app is gone; the run is not
-    time.sleep(0.5)
+    await asyncio.sleep(0.5)
     assert pids_alive([pid]) == [pid], "leaving the run going killed it"
     assert not any(isinstance(e, ev.Decision) for e in events)
     (root / "release").write_text("go")

@@ -109,7 +109,7 @@ def preflight(cfg: Config, for_session: bool = False) -> Report:
     if r.program and r.program != "program.md" and not (root / r.program).exists():
         rep.warnings.append(f"{cfg.path.name}: [research] program '{r.program}' does not exist; the LLM gets no research strategy")
     if cfg.proposer.kind == "llm":
-        from ..proposers.llm import key_status
+        from ..proposers.keys import key_status
 
         warn = key_status(cfg)
         if warn:

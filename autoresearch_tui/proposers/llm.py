@@ -20,6 +20,7 @@ from typing import Any
 
 from ..config import Config
 from ..secrets import is_secret_name
+from .keys import PROVIDER_ENV, key_status  # noqa: F401 - key_status: the llm proposer's API
 from .base import Edit, Proposal, ProposalContext, ProposalError, Proposer
 from .prompt import build_messages
 
@@ -29,11 +30,6 @@ _SECRET_SHAPES = [
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9_\-\.=]{8,}"),
     re.compile(r"(?i)(api[_-]?key[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9_\-\.]{8,}"),
 ]
-PROVIDER_ENV = {
-    "openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY",
-    "mistral": "MISTRAL_API_KEY", "groq": "GROQ_API_KEY", "deepseek": "DEEPSEEK_API_KEY",
-    "openrouter": "OPENROUTER_API_KEY", "together_ai": "TOGETHER_API_KEY", "xai": "XAI_API_KEY",
-}
 
 
 def redact(text: str, env: dict[str, str] | None = None) -> str:
@@ -61,18 +57,6 @@ def load_litellm() -> Any:
         litellm.drop_params = True
         _litellm = litellm
     return _litellm
-
-
-def key_status(cfg: Config) -> str:
-    """A warning when the model's provider key is missing (none is needed with api_base)."""
-    p = cfg.proposer
-    if p.api_base:
-        return ""
-    provider = p.model.split("/", 1)[0] if "/" in p.model else "openai"
-    env = PROVIDER_ENV.get(provider)
-    if env and not os.environ.get(env):
-        return f"{cfg.path.name}: [proposer] model '{p.model}' needs {env} in the environment (or set api_base for a local server)"
-    return ""
 
 
 # ------------------------------------------------------------------ parsing
