@@ -11,6 +11,9 @@ from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import ProgressBar
 
+from ...engine.records import RunRecord
+from ...fsio import fmt_metric
+
 
 class StatusText(Widget):
     """Two lines of text that repaint without asking for a new layout (it ticks every second)."""
@@ -69,6 +72,11 @@ class StatusBar(Horizontal):
         yield StatusText(id="status-text")
         yield ProgressBar(total=100, show_eta=False, show_percentage=False, id="run-progress")
 
+    def set_best(self, best: RunRecord | None, baseline: RunRecord | None) -> None:
+        """The History's best and baseline (what `Decision` / `HistoryLoaded` carry)."""
+        self.best = best.metric if best is not None else None
+        self.baseline = baseline.metric if baseline is not None else None
+
     def on_mount(self) -> None:
         self.set_interval(1.0, self.refresh_status)
         self.refresh_status()
@@ -88,7 +96,7 @@ class StatusBar(Horizontal):
         if self.max_iterations:
             t.append(f"({self.session_done}/{self.max_iterations}) ")
         if self.best is not None:
-            t.append(f"· best {self.best:.6f} ")
+            t.append(f"· best {fmt_metric(self.best)} ")
             if self.baseline:
                 d = (self.best - self.baseline) / abs(self.baseline) * 100
                 good = (d < 0) == (self.direction == "minimize") and d != 0
@@ -104,7 +112,7 @@ class StatusBar(Horizontal):
         if self.detail:
             t.append(self.detail[:60] + " ", style="italic")
         if self.baseline is not None:
-            t.append(f"· baseline {self.baseline:.6f} ", style="dim")
+            t.append(f"· baseline {fmt_metric(self.baseline)} ", style="dim")
         if self.noise:
             t.append(f"· noise σ {self.noise:.4g} ", style="dim")
         if self.platform:
