@@ -1,7 +1,8 @@
 """`autoresearch-summary.md`: baseline → best, counts, top improvements, dead ends, merge advice.
 
 Built only from the records on disk, so `autoresearch-tui summary` after the fact writes the
-same file the session wrote when it ended.
+same file the session wrote when it ended. Every number comes from the `History`: the same
+best, baseline and counts as the status bar, the notes and the charts.
 """
 
 from __future__ import annotations
@@ -13,67 +14,80 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config
+from .engine.records import History, RunRecord
 from .engine.paths import paths_for
 from .fsio import atomic_write_text, fmt_metric
 
 SUMMARY_NAME = "autoresearch-summary.md"
 
 
-def _category(rec: dict[str, Any]) -> str:
-    mut = rec.get("mutation")
+def _category(rec: RunRecord) -> str:
+    mut = rec.mutation
     if isinstance(mut, dict) and mut.get("name"):
         return str(mut["name"])
-    if rec.get("status") == "crash":
-        return str(rec.get("crash_kind") or "crash")
-    words = (rec.get("description") or "other").split()
+    if rec.status == "crash":
+        return rec.crash_kind or "crash"
+    words = (rec.description or "other").split()
     return words[0] if words else "other"
 
 
-def stats(records: list[dict[str, Any]]) -> dict[str, Any]:
-    base = next((r for r in records if r.get("is_baseline") and r.get("metric") is not None), None)
-    keeps = [r for r in records if r.get("status") == "keep" and r.get("metric") is not None]
-    base = base or (keeps[0] if keeps else None)
-    best = keeps[-1] if keeps else None
-    runs = [r for r in records if not r.get("is_baseline")]
-    counts = {s: sum(1 for r in runs if r.get("status") == s) for s in ("keep", "discard", "crash")}
-    improvement = None
-    if base and best:
-        improvement = best["metric"] - base["metric"]
-    return {"baseline": base, "best": best, "runs": runs, "counts": counts, "improvement": improvement}
+def _change(base: RunRecord | None, best: RunRecord | None, pct_fmt: str) -> str | None:
+    """best − baseline with its percentage, or None when either is missing."""
+    if base is None or best is None or base.metric is None or best.metric is None:
+        return None
+    d = best.metric - base.metric
+    pct = pct_fmt.format(d / abs(base.metric) * 100) if base.metric else ""
+    return f"{d:+.6f}{pct}"
 
 
-def completion_text(records: list[dict[str, Any]]) -> str:
-    s = stats(records)
-    base, best, c = s["baseline"], s["best"], s["counts"]
-    n = len(s["runs"])
-    lines = [f"=== Autoresearch Complete ({n} iterations) ==="]
-    if base and best:
-        d = best["metric"] - base["metric"]
-        pct = f", {d / abs(base['metric']) * 100:+.2f}%" if base["metric"] else ""
-        lines.append(f"Baseline: {fmt_metric(base['metric'])} → Best: {fmt_metric(best['metric'])} ({d:+.6f}{pct})")
+def completion_text(history: History) -> str:
+    base, best, c = history.baseline(), history.best(), history.counts()
+    lines = [f"=== Autoresearch Complete ({len(history.experiments())} iterations) ==="]
+    change = _change(base, best, ", {:+.2f}%")
+    if change is not None:
+        lines.append(f"Baseline: {fmt_metric(base.metric)} → Best: {fmt_metric(best.metric)} ({change})")  # type: ignore[union-attr]
     lines.append(f"Keeps: {c['keep']} | Discards: {c['discard']} | Crashes: {c['crash']}")
     if best:
-        lines.append(f"Best experiment: #{best.get('iteration')} — {best.get('description', '')}")
+        lines.append(f"Best experiment: #{best.iteration} — {best.description}")
     return "\n".join(lines)
 
 
-def render(cfg: Config, records: list[dict[str, Any]], platform: dict[str, Any], cost_usd: float, started_at: float | None, start_branch: str = "") -> str:
-    s = stats(records)
-    base, best, c = s["baseline"], s["best"], s["counts"]
+def _on_branch(history: History) -> list[RunRecord]:
+    """The commits the research branch holds beyond its start, oldest first: the loop's keeps,
+    the re-applied or reverting commits a user's `k`/`d` made (their re-measurements), and the
+    keeps the user later discarded (still on the branch, reverted after them)."""
+    out = []
+    for r in history:
+        if r.is_baseline or len(r.commit) < 7:
+            continue
+        if r.sets_best or (r.override and r.override.get("previous") == "keep"):
+            out.append(r)
+    return out
+
+
+def _worse_or_better(gain: float, direction: str) -> str:
+    if gain == 0:
+        return "equal"
+    return "better" if (gain < 0) == (direction == "minimize") else "worse"
+
+
+def render(cfg: Config, history: History, platform: dict[str, Any], cost_usd: float, started_at: float | None, start_branch: str = "") -> str:
+    base, best, c = history.baseline(), history.best(), history.counts()
+    runs = history.experiments()
     m = cfg.metric
-    times = [r.get("started_at") for r in records if r.get("started_at")] + [r.get("ended_at") for r in records if r.get("ended_at")]
+    times = [r.started_at for r in history if r.started_at] + [r.ended_at for r in history if r.ended_at]
     t0 = min(times) if times else started_at
     t1 = max(times) if times else started_at
     fmt_t = lambda t: dt.datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M") if t else "?"  # noqa: E731
     wall = (t1 - t0) if (t0 and t1) else 0
-    run_time = sum(float(r.get("duration_s") or 0) for r in records)
+    run_time = sum(float(r.duration_s or 0) for r in history)
     out = [
         "# AutoResearch Summary",
         "",
         f"**Research session:** {cfg.branch}",
         f"**Platform:** {platform.get('summary', 'unknown')}",
         f"**Date:** {fmt_t(t0)} → {fmt_t(t1)}",
-        f"**Total iterations:** {len(s['runs'])}",
+        f"**Total iterations:** {len(runs)}",
         f"**Time budget / run:** {cfg.research.time_budget_s:g} s",
         f"**Wall time:** {wall / 3600:.2f} h (experiments running {run_time / max(wall, 1e-9) * 100:.0f}% of it)" if wall else "**Wall time:** —",
         f"**Cost:** ${cost_usd:.2f}" + (" (LLM)" if cfg.proposer.kind == "llm" else " (offline proposer)"),
@@ -83,10 +97,9 @@ def render(cfg: Config, records: list[dict[str, Any]], platform: dict[str, Any],
         f"| Baseline {m.name} | Best {m.name} | Improvement | Best commit |",
         "|---|---|---|---|",
     ]
-    if base and best:
-        d = best["metric"] - base["metric"]
-        pct = f" ({d / abs(base['metric']) * 100:+.2f}%)" if base["metric"] else ""
-        out.append(f"| {fmt_metric(base['metric'])} | {fmt_metric(best['metric'])} | {d:+.6f}{pct} | {str(best.get('commit', ''))[:7]} |")
+    change = _change(base, best, " ({:+.2f}%)")
+    if change is not None:
+        out.append(f"| {fmt_metric(base.metric)} | {fmt_metric(best.metric)} | {change} | {best.commit[:7]} |")  # type: ignore[union-attr]
     else:
         out.append("| — | — | — | — |")
     out += [
@@ -98,54 +111,64 @@ def render(cfg: Config, records: list[dict[str, Any]], platform: dict[str, Any],
         "| Rank | # | Commit | Metric | Gain | Description |",
         "|---|---|---|---|---|---|",
     ]
-    kept = [r for r in s["runs"] if r.get("status") == "keep" and r.get("metric") is not None and r.get("best_before") is not None]
-    sign = 1 if m.direction == "minimize" else -1
-    kept.sort(key=lambda r: sign * (r["metric"] - r["best_before"]))
-    for i, r in enumerate(kept[:10], 1):
-        out.append(f"| {i} | {r['iteration']} | {str(r.get('commit', ''))[:7]} | {fmt_metric(r['metric'])} | {r['metric'] - r['best_before']:+.6f} | {r.get('description', '')} |")
-    if not kept:
+    improvements = history.improvements()
+    for i, r in enumerate(improvements[:10], 1):
+        out.append(f"| {i} | {r.iteration} | {r.commit[:7]} | {fmt_metric(r.metric)} | {r.gain:+.6f} | {r.description} |")
+    if not improvements:
         out.append("| — | | | | | nothing beat the baseline |")
+    user_kept = history.kept_by_user()
+    if user_kept:
+        out += ["", "## Kept by you", "",
+                "Experiments you kept with `k` although the loop discarded them; the branch was re-measured after each.", ""]
+        for r in user_kept:
+            line = f"- #{r.iteration} `{r.commit[:7]}` {r.description}: {fmt_metric(r.metric)}"
+            if r.gain is not None:
+                line += f", {r.gain:+.6f} vs the best before it ({_worse_or_better(r.gain, m.direction)})"
+            again = next((x for x in history if x.remeasure_of == r.iteration and x.metric is not None), None)
+            if again is not None:
+                line += f"; re-measured on the branch as #{again.iteration}: {fmt_metric(again.metric)}"
+            out.append(line)
     out += ["", "## What didn't work", "", "| Category | Tries | Outcome | Examples |", "|---|---|---|---|"]
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in s["runs"]:
-        if r.get("status") in ("discard", "crash"):
+    groups: dict[str, list[RunRecord]] = defaultdict(list)
+    for r in runs:
+        if r.status in ("discard", "crash"):
             groups[_category(r)].append(r)
     for cat, rs in sorted(groups.items(), key=lambda kv: -len(kv[1])):
-        nc = sum(1 for r in rs if r.get("status") == "crash")
+        nc = sum(1 for r in rs if r.status == "crash")
         outcome = ", ".join(x for x in (f"{len(rs) - nc} discard" if len(rs) > nc else "", f"{nc} crash" if nc else "") if x)
-        ex = "; ".join(r.get("description", "") for r in rs[:3])
+        ex = "; ".join(r.description for r in rs[:3])
         out.append(f"| {cat} | {len(rs)} | {outcome} | {ex} |")
     if not groups:
         out.append("| — | 0 | | |")
-    kept_commits = [r for r in s["runs"] if r.get("status") == "keep" and len(str(r.get("commit", ""))) >= 7]
+    on_branch = _on_branch(history)
     out += ["", "## Merge recommendation", ""]
-    if kept_commits:
+    if on_branch:
         target = start_branch or "main"
-        shas = " ".join(str(r["commit"])[:12] for r in kept_commits)
+        shas = " ".join(r.commit[:12] for r in on_branch)
         out += [
-            f"{len(kept_commits)} kept commit(s) on `{cfg.branch}`. Nothing is merged for you; to take the result:",
+            f"{len(on_branch)} kept commit(s) on `{cfg.branch}`. Nothing is merged for you; to take the result:",
             "",
             "```sh",
             f"git switch {target}",
             f"git merge --squash {cfg.branch}   # all kept changes as one commit",
-            f"git commit -m \"autoresearch {cfg.tag}: {m.name} {fmt_metric(base and base['metric'])} -> {fmt_metric(best and best['metric'])}\"",
+            f"git commit -m \"autoresearch {cfg.tag}: {m.name} {fmt_metric(base and base.metric)} -> {fmt_metric(best and best.metric)}\"",
             "# or, one by one:",
             f"# git cherry-pick {shas}",
             "```",
         ]
     else:
         out.append("No experiment beat the baseline: nothing to merge.")
-    out += ["", "## Completion", "", "```", completion_text(records), "```", ""]
+    out += ["", "## Completion", "", "```", completion_text(history), "```", ""]
     return "\n".join(out)
 
 
-def write_summary(cfg: Config, records: list[dict[str, Any]], platform: dict[str, Any], cost_usd: float = 0.0, started_at: float | None = None) -> tuple[Path, str]:
+def write_summary(cfg: Config, history: History, platform: dict[str, Any], cost_usd: float = 0.0, started_at: float | None = None) -> tuple[Path, str]:
     start_branch = ""
     try:
         start_branch = json.loads(paths_for(cfg.root).state_file.read_text()).get("start_branch", "")
     except (OSError, ValueError):
         pass
-    text = render(cfg, records, platform, cost_usd, started_at, start_branch)
+    text = render(cfg, history, platform, cost_usd, started_at, start_branch)
     path = cfg.root / SUMMARY_NAME
     atomic_write_text(path, text)
     return path, text

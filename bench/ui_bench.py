@@ -194,12 +194,13 @@ from conftest import make_repo, load_cfg, TEST_PLATFORM
 from autoresearch_tui.ui.app import AutoresearchApp
 from autoresearch_tui.launch import new_session
 from autoresearch_tui.engine import events as ev
+from autoresearch_tui.engine.records import RunRecord
 N = {n}
 root = make_repo(Path(tempfile.mkdtemp()) / "r")
 cfg = load_cfg(root)
 app = AutoresearchApp(cfg, engine=new_session(cfg, platform=dict(TEST_PLATFORM)), run_engine=False)
-recs = [dict(iteration=i, commit=f"{{i:040x}}", metric=1.0 + (i % 97) * 1e-3, status=("keep", "discard", "crash")[i % 3],
-             description=f"experiment {{i}} LR tweak", memory_gb=1.5, delta_vs_best=0.001) for i in range(N)]
+recs = [RunRecord(iteration=i, commit=f"{{i:040x}}", metric=1.0 + (i % 97) * 1e-3, status=("keep", "discard", "crash")[i % 3],
+                  description=f"experiment {{i}} LR tweak", memory_gb=1.5, delta_vs_best=0.001) for i in range(N)]
 async def main():
     out = {{}}
     async with app.run_test(size=(120, 40)) as pilot:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from autoresearch_tui.engine.metrics import extract, read_log_text
+from autoresearch_tui.engine.records import RunRecord
 from autoresearch_tui.proposers.base import ProposalContext, ProposalError
 from autoresearch_tui.proposers.edits import Rejected, apply_edits, diff_hash
 from autoresearch_tui.proposers.base import Edit
@@ -108,19 +109,19 @@ def test_mutate_first_proposal_and_edit_applies():
 
 def test_mutate_never_repeats_and_explores_around_a_win():
     prop = MutateProposer()
-    hist = [{"iteration": 0, "status": "keep", "description": "baseline"},
-            {"iteration": 1, "status": "keep", "description": "LR 0.001 -> 0.002", "mutation": {"name": "LR", "old": "0.001", "new": "0.002"}}]
+    hist = [RunRecord(iteration=0, status="keep", description="baseline"),
+            RunRecord(iteration=1, status="keep", description="LR 0.001 -> 0.002", mutation={"name": "LR", "old": "0.001", "new": "0.002"})]
     files = {"train.py": SRC.replace("LR = 0.001", "LR = 0.002")}
     p = run(prop.propose(_ctx(files, hist)))
     assert p.description == "LR 0.002 -> 0.004"  # push further the same way
-    hist.append({"iteration": 2, "status": "discard", "description": p.description, "mutation": p.mutation})
-    seen = {h["description"] for h in hist}
+    hist.append(RunRecord(iteration=2, status="discard", description=p.description, mutation=p.mutation))
+    seen = {h.description for h in hist}
     for _ in range(25):
         p = run(prop.propose(_ctx(files, hist)))
         assert p.description not in seen
         assert p.description != "LR 0.002 -> 0.001"  # the old kept value counts as tried
         seen.add(p.description)
-        hist.append({"iteration": len(hist), "status": "discard", "description": p.description, "mutation": p.mutation})
+        hist.append(RunRecord(iteration=len(hist), status="discard", description=p.description, mutation=p.mutation))
 
 
 def test_mutate_reads_backlog_orders():

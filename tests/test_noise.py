@@ -9,6 +9,7 @@ import pytest
 from conftest import jsonl_runs, load_cfg, make_repo, run_engine
 
 from autoresearch_tui.engine.policy import decide, robust_spread
+from autoresearch_tui.engine.records import History
 from autoresearch_tui.proposers.base import Edit, Proposal, Proposer
 
 SIGMA = 0.01
@@ -57,6 +58,7 @@ def test_no_null_change_is_kept_and_a_5_sigma_improvement_is(tmp_path, policy):
     assert len(base) == 5
     noise = recs[-1]["noise"]
     assert 0.5 * SIGMA < noise < 2 * SIGMA  # the spread of 5 baseline runs estimates sigma
+    assert History.from_dicts(recs).noise() == pytest.approx(noise)  # the History answers what the loop used
     nulls = [r for r in recs if r["description"].startswith("null change")]
     assert len(nulls) == 50
     assert [r["description"] for r in nulls if r["status"] == "keep"] == []

@@ -10,6 +10,7 @@ from conftest import TEST_PLATFORM, load_cfg, make_repo
 
 from autoresearch_tui.engine import events as ev
 from autoresearch_tui.launch import new_session
+from autoresearch_tui.engine.records import RunRecord
 from autoresearch_tui.ui.app import AutoresearchApp
 from autoresearch_tui.ui.widgets.gitlog import GitLogPane
 
@@ -22,13 +23,13 @@ METRICS = [(2.124, "keep", "baseline"), (2.074, "keep", "LR 0.01 -> 0.02"), (2.0
 def frozen_records():
     recs, best = [], None
     for i, (m, status, desc) in enumerate(METRICS):
-        r = {"iteration": i, "commit": f"{i:x}abc{i}def0123456789abcdef0123456789abcde"[:40], "metric": m, "status": status,
-             "description": desc, "memory_gb": 0.5 if m is not None else None, "is_baseline": i == 0,
-             "delta_vs_best": (m - best) if (m is not None and best is not None) else None}
+        r = RunRecord(iteration=i, commit=f"{i:x}abc{i}def0123456789abcdef0123456789abcde"[:40], metric=m, status=status,
+                      description=desc, memory_gb=0.5 if m is not None else None, is_baseline=i == 0,
+                      delta_vs_best=(m - best) if (m is not None and best is not None) else None)
         if status == "crash":
-            r["crash_reason"] = "exit code 1: RuntimeError: out of memory"
+            r.crash_reason = "exit code 1: RuntimeError: out of memory"
         if i == 6:
-            r["idea"] = "DEPTH=1"
+            r.idea = "DEPTH=1"
         recs.append(r)
         if status == "keep":
             best = m

@@ -47,11 +47,12 @@ def test_summary_without_results_says_so(repo):
 
 
 def test_terminal_chart_shows_points_kept_and_running_best():
+    from autoresearch_tui.engine.records import History
     from autoresearch_tui.ui.asciichart import render
 
-    recs = [{"iteration": 0, "metric": 2.0, "status": "keep"}, {"iteration": 1, "metric": 2.5, "status": "discard"},
-            {"iteration": 2, "metric": 1.0, "status": "keep"}, {"iteration": 3, "metric": None, "status": "crash"}]
-    text = render(recs, "minimize", width=40, height=10)
+    h = History.from_dicts([{"iteration": 0, "metric": 2.0, "status": "keep"}, {"iteration": 1, "metric": 2.5, "status": "discard"},
+                            {"iteration": 2, "metric": 1.0, "status": "keep"}, {"iteration": 3, "metric": None, "status": "crash"}])
+    text = render(h.records, h.running_best(), "minimize", width=40, height=10)
     rows = text.splitlines()
     plot = "\n".join(rows[:10])
     assert plot.count("●") == 2 and plot.count("·") == 1 and "─" in plot

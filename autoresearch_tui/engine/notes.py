@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fsio import atomic_write_text, fmt_metric
+from .records import History
 
 NOTES_NAME = "autoresearch.md"
 _ITEM = re.compile(r"^\s*[-*]\s*(?:\[([ >xX\-])\]\s*)?(.*\S)\s*$")
@@ -95,14 +96,8 @@ class Notes:
         atomic_write_text(self.path, body_before_backlog.rstrip("\n") + "\n\n" + _backlog_block(ideas) + body_after.lstrip("\n"))
 
 
-def render_notes(
-    cfg: Any,
-    records: list[dict[str, Any]],
-    best: dict[str, Any] | None,
-    baseline: dict[str, Any] | None,
-    platform: dict[str, Any],
-) -> tuple[str, str]:
-    """The notes around the backlog: (before, after)."""
+def render_notes(cfg: Any, history: History, platform: dict[str, Any]) -> tuple[str, str]:
+    """The notes around the backlog: (before, after). Baseline, best and counts from `history`."""
     r, m = cfg.research, cfg.metric
     before = [
         f"# Autoresearch: {r.goal or m.name}",
@@ -146,27 +141,30 @@ def render_notes(
         "",
         f"`{r.guard_command}`" if r.guard_command else "none",
     ]
-    runs = [x for x in records if x.get("iteration", 0) > 0]
-    keeps = [x for x in runs if x.get("status") == "keep"]
-    discards = [x for x in runs if x.get("status") == "discard"]
-    crashes = [x for x in runs if x.get("status") == "crash"]
+    runs = history.experiments()
+    c = history.counts()
+    base, best = history.baseline(), history.best()
+    keeps = [x for x in runs if x.status == "keep"]
+    discards = [x for x in runs if x.status == "discard"]
+    crashes = [x for x in runs if x.status == "crash"]
     after = [
         "## What's been tried",
         "",
-        f"Baseline {fmt_metric(baseline and baseline.get('metric'))} → best {fmt_metric(best and best.get('metric'))} "
-        f"after {len(runs)} experiments ({len(keeps)} keep / {len(discards)} discard / {len(crashes)} crash).",
+        f"Baseline {fmt_metric(base and base.metric)} → best {fmt_metric(best and best.metric)} "
+        f"after {len(runs)} experiments ({c['keep']} keep / {c['discard']} discard / {c['crash']} crash).",
         "",
         "### Key wins",
         "",
-        *([f"- #{x['iteration']} {x.get('description', '')} → {fmt_metric(x.get('metric'))}" for x in keeps] or ["- (none yet)"]),
+        *([f"- #{x.iteration} {x.description} → {fmt_metric(x.metric)}" + (" (kept by you)" if x.kept_by_user else "")
+           for x in keeps] or ["- (none yet)"]),
         "",
         "### Dead ends (latest 15)",
         "",
-        *([f"- #{x['iteration']} {x.get('description', '')} → {fmt_metric(x.get('metric'))}" for x in discards[-15:]] or ["- (none yet)"]),
+        *([f"- #{x.iteration} {x.description} → {fmt_metric(x.metric)}" for x in discards[-15:]] or ["- (none yet)"]),
         "",
         "### Crashes (latest 10)",
         "",
-        *([f"- #{x['iteration']} {x.get('description', '')}: {x.get('crash_reason', '')[:160]}" for x in crashes[-10:]] or ["- (none)"]),
+        *([f"- #{x.iteration} {x.description}: {x.crash_reason[:160]}" for x in crashes[-10:]] or ["- (none)"]),
         "",
     ]
     return "\n".join(before) + "\n", "\n".join(after)

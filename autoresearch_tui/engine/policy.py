@@ -1,8 +1,9 @@
 """The keep decision, honest about noise.
 
 * noise: the robust spread (1.4826 × MAD, or the sample deviation when the MAD is 0) of the
-  baseline's repeated runs (`[metric] baseline_runs`); 0 when the baseline ran once.
+  baseline's repeated runs (`[metric] baseline_runs`); 0 when the baseline ran once. `History.noise()`.
 * reference: the mean of every measurement of the best commit (repeats and confirmations).
+  `History.reference()`.
 * margin: what an improvement must beat: max(min_delta, noise_k × spread × √(1 + 1/n)),
   the spread of the difference between one new run and a mean of n runs.
 * policies: `strict` (upstream: better by more than min_delta), `margin` (better by more than
@@ -18,7 +19,6 @@ from __future__ import annotations
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Any
 
 COMPLEX_LINES = 20
 
@@ -79,20 +79,3 @@ def decide(
         v.flag = f"adds {added - removed} lines for a marginal gain: worth a look"
     return v
 
-
-def noise_of(records: list[dict[str, Any]]) -> float:
-    vals = [r["metric"] for r in records if r.get("is_baseline") and r.get("metric") is not None]
-    return robust_spread(vals)
-
-
-def reference_of(records: list[dict[str, Any]], best: dict[str, Any] | None) -> tuple[float | None, int]:
-    """Mean of all measurements of the best commit, and how many there were."""
-    if not best or best.get("metric") is None:
-        return None, 0
-    vals = []
-    for r in records:
-        if r.get("commit") == best.get("commit") and r.get("status") == "keep" and r.get("metric") is not None:
-            vals.extend(r.get("runs") or [r["metric"]])
-    if not vals:
-        return best["metric"], 1
-    return sum(vals) / len(vals), len(vals)

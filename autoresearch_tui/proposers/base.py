@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..engine.records import RunRecord
+
 
 @dataclass
 class Edit:
@@ -37,15 +39,15 @@ class ProposalContext:
     metric: str
     direction: str
     program: str = ""
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best: dict[str, Any] | None = None
-    baseline: dict[str, Any] | None = None
+    history: list[RunRecord] = field(default_factory=list)
+    best: RunRecord | None = None  # the History's best: the measurement of the commit the branch stands on
+    baseline: RunRecord | None = None
     ideas: list[str] = field(default_factory=list)  # queued user ideas, first in line
     feedback: list[str] = field(default_factory=list)  # why earlier answers this iteration were rejected
     rejected: list[str] = field(default_factory=list)  # descriptions of those rejected answers
     platform: dict[str, Any] = field(default_factory=dict)
     advice: list[str] = field(default_factory=list)  # platform advice
-    crash: dict[str, Any] | None = None  # a crash to repair (same idea)
+    crash: RunRecord | None = None  # a crash to repair (same idea)
     strategy_note: str = ""
     temperature: float = 0.7
 

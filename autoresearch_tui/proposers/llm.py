@@ -196,5 +196,5 @@ class LLMProposer(Proposer):
             idea=ctx.ideas[0] if ctx.ideas else "",
             tokens=tokens,
             cost_usd=cost,
-            repair_of=int(ctx.crash["iteration"]) if ctx.crash else None,
+            repair_of=ctx.crash.iteration if ctx.crash else None,
         )

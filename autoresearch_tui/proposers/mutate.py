@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..engine.records import RunRecord
 from .base import Edit, Proposal, ProposalContext, ProposalError, Proposer
 
 SKIP_NAME = re.compile(r"SEED|EVAL|BUDGET|LOG|PRINT|VERBOSE|DEVICE|PATH|DIR|FILE|WORKERS|DEBUG|VERSION|URL|NAME", re.I)
@@ -209,11 +210,11 @@ class MutateProposer(Proposer):
         return self.parse_order(idea, self._constants(ctx)) is not None
 
     @staticmethod
-    def _mutation_of(rec: dict[str, Any]) -> dict[str, Any] | None:
-        mut = rec.get("mutation")
+    def _mutation_of(rec: RunRecord) -> dict[str, Any] | None:
+        mut = rec.mutation
         if isinstance(mut, dict) and "name" in mut:
             return mut
-        m = _DESC.match(rec.get("description") or "")
+        m = _DESC.match(rec.description)
         if m:
             return {"name": m.group(1), "old": m.group(2), "new": m.group(3)}
         return None
@@ -225,7 +226,7 @@ class MutateProposer(Proposer):
             if not mut:
                 continue
             tried.add((mut["name"], _key(_maybe_num(mut["new"]))))
-            if rec.get("status") == "keep":
+            if rec.status == "keep":
                 tried.add((mut["name"], _key(_maybe_num(mut["old"]))))
         return tried
 
@@ -266,7 +267,7 @@ class MutateProposer(Proposer):
 
         # 2. push further in the direction of the last kept win
         for rec in reversed(ctx.history):
-            if rec.get("status") != "keep":
+            if rec.status != "keep":
                 continue
             mut = self._mutation_of(rec)
             if not mut or mut["name"] not in by_name:

@@ -43,19 +43,18 @@ def build_messages(ctx: ProposalContext, scope: list[str], read_only: list[str])
         parts.append("## Platform\n" + str(ctx.platform.get("summary", "")) + "".join(f"\n- {a}" for a in ctx.advice))
     base, best = ctx.baseline, ctx.best
     if best:
-        parts.append(f"## Best so far\n#{best.get('iteration')} {fmt_metric(best.get('metric'))} ({best.get('description', '')}); "
-                     f"baseline {fmt_metric(base and base.get('metric'))}.")
-    runs = [r for r in ctx.history if not r.get("is_baseline")]
+        parts.append(f"## Best so far\n#{best.iteration} {fmt_metric(best.metric)} ({best.description}); "
+                     f"baseline {fmt_metric(base and base.metric)}.")
+    runs = [r for r in ctx.history if not r.is_baseline]
     if runs:
-        lines = [f"#{r.get('iteration')} {r.get('status'):<7} {fmt_metric(r.get('metric'))}  {r.get('description', '')}" for r in runs[-HISTORY_RECENT:]]
+        lines = [f"#{r.iteration} {r.status:<7} {fmt_metric(r.metric)}  {r.description}" for r in runs[-HISTORY_RECENT:]]
         parts.append("## Recent experiments\n" + "\n".join(lines))
-        crashes = [r for r in runs if r.get("status") == "crash"][-CRASHES_SHOWN:]
+        crashes = [r for r in runs if r.status == "crash"][-CRASHES_SHOWN:]
         for c in crashes:
-            parts.append(f"## Crash #{c.get('iteration')}: {c.get('description', '')}\n{c.get('crash_reason', '')}\n"
-                         + (c.get("error_tail") or "")[-1200:])
+            parts.append(f"## Crash #{c.iteration}: {c.description}\n{c.crash_reason}\n" + c.error_tail[-1200:])
         seen = []
         for r in runs:
-            d = r.get("description", "")
+            d = r.description
             if d and d not in seen:
                 seen.append(d)
         parts.append("## Every experiment tried so far (do not repeat any)\n" + "\n".join(f"- {d}" for d in seen[-300:]))
@@ -70,8 +69,8 @@ def build_messages(ctx: ProposalContext, scope: list[str], read_only: list[str])
     if ctx.crash:
         c = ctx.crash
         parts.append(
-            f"## Fix the last experiment\n#{c.get('iteration')} ({c.get('description', '')}) crashed with a bug that looks "
-            f"easy to fix:\n{c.get('crash_reason', '')}\n{(c.get('error_tail') or '')[-1500:]}\n"
+            f"## Fix the last experiment\n#{c.iteration} ({c.description}) crashed with a bug that looks "
+            f"easy to fix:\n{c.crash_reason}\n{c.error_tail[-1500:]}\n"
             "Propose the SAME idea with the bug fixed (edit the current best version above)."
         )
     elif ctx.ideas:

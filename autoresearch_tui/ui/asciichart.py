@@ -1,24 +1,28 @@
 """A terminal chart of the session, in the style of progress.png: every experiment as a dot,
-kept ones as ●, the running best as a step line. Plain text, so it reads on 16 colours."""
+the rows that set the best as ●, rows kept by the user as ○, the running best as a step line.
+Plain text, so it reads on 16 colours. The running best is the History's, never recomputed here."""
 
 from __future__ import annotations
 
-from typing import Any
+from ..engine.records import RunRecord
+from ..fsio import fmt_metric
 
 
-def render(records: list[dict[str, Any]], direction: str, width: int = 100, height: int = 20) -> str:
-    pts = [(r.get("iteration", i), float(r["metric"]), r.get("status") == "keep")
-           for i, r in enumerate(records) if r.get("metric") is not None and r.get("status") != "crash"]
+def render(records: list[RunRecord], running_best: list[float | None], direction: str, width: int = 100, height: int = 20) -> str:
+    """`running_best[i]` is the best after `records[i]` (`History.running_best()`)."""
+    if len(running_best) != len(records):
+        raise ValueError(f"{len(running_best)} running-best values for {len(records)} records")
+    pts, steps = [], []
+    for r, best in zip(records, running_best, strict=True):
+        if r.metric is None or r.status == "crash":
+            continue
+        mark = "●" if r.sets_best else "○" if r.kept_by_user else "·"
+        pts.append((r.iteration, float(r.metric), mark))
+        steps.append((r.iteration, best))
     if not pts:
         return "no measurement yet"
-    pick = min if direction == "minimize" else max
-    best, steps = None, []
-    for x, y, kept in pts:
-        if kept:
-            best = y if best is None else pick(best, y)
-        steps.append((x, best))
     xs = [p[0] for p in pts]
-    ys = [p[1] for p in pts]
+    ys = [p[1] for p in pts] + [b for _, b in steps if b is not None]
     x0, x1 = min(xs), max(xs)
     y0, y1 = min(ys), max(ys)
     if y1 == y0:
@@ -44,9 +48,9 @@ def render(records: list[dict[str, Any]], direction: str, width: int = 100, heig
             for rr in range(min(pr, r), max(pr, r) + 1):
                 grid[rr][c] = "│"
         prev = (r, c)
-    for x, y, kept in pts:
+    for x, y, mark in pts:
         r, c = cell(x, y)
-        grid[r][c] = "●" if kept else "·"
+        grid[r][c] = mark
     label_w = 11
     lines = []
     for i, row in enumerate(grid):
@@ -56,6 +60,7 @@ def render(records: list[dict[str, Any]], direction: str, width: int = 100, heig
     lines.append(" " * label_w + " └" + "─" * width)
     lines.append(" " * label_w + f"  #{x0}".ljust(width // 2) + f"#{x1}".rjust(width // 2))
     lines.append("")
-    lines.append(f"· experiment   ● kept   ─ running best ({'lower' if direction == 'minimize' else 'higher'} is better)   "
-                 f"n={len(pts)}, best {pick(ys):.6f}")
+    user = "○ kept by you   " if any(mark == "○" for _, _, mark in pts) else ""
+    lines.append(f"· experiment   ● kept   {user}─ running best ({'lower' if direction == 'minimize' else 'higher'} is better)   "
+                 f"n={len(pts)}, best {fmt_metric(running_best[-1] if running_best else None)}")
     return "\n".join(lines)

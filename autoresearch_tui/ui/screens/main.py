@@ -102,7 +102,7 @@ class MainScreen(Screen):
         elif isinstance(e, ev.HistoryLoaded):
             table.load(e.records)
             self.query_one(MetricChart).load(History(e.records, direction=self.cfg.metric.direction))
-            self._best(status, e.best, e.baseline)
+            status.set_best(e.best, e.baseline)
             status.iteration = len(e.records)
             self._update_selection()
         elif isinstance(e, ev.PhaseChanged):
@@ -124,7 +124,7 @@ class MainScreen(Screen):
             status.session_done = e.session_done
             status.noise = e.record.noise or status.noise
             self.query_one(MetricChart).add(e.record, e.best.metric if e.best else None)
-            self._best(status, e.best, e.baseline)
+            status.set_best(e.best, e.baseline)
             self.refresh_git_log()
             self._update_selection()
         elif isinstance(e, ev.OverrideApplied):
@@ -146,10 +146,6 @@ class MainScreen(Screen):
             self.running = False
             self.app.notify(format_event(e, self.cfg.metric.name) or "session ended", title="session ended", timeout=30)
         status.refresh_status()
-
-    def _best(self, status: StatusBar, best: Any, baseline: Any) -> None:
-        status.best = best.metric if best else None
-        status.baseline = baseline.metric if baseline else None
 
     def refresh_git_log(self) -> None:
         if self.live_git:
@@ -279,9 +275,9 @@ class MainScreen(Screen):
         from ..asciichart import render
 
         table = self.query_one(ResultsTable)
-        records = [table.records[k] for k in table.records]
+        h = History(table.records.values(), direction=self.cfg.metric.direction)
         size = self.app.size
-        body = render(records, self.cfg.metric.direction, width=max(30, size.width - 30), height=max(8, size.height - 16))
+        body = render(h.records, h.running_best(), h.direction, width=max(30, size.width - 30), height=max(8, size.height - 16))
         self.app.push_screen(TextScreen(f"{self.cfg.metric.name}: every experiment, kept ones, running best", body))
 
     def action_pick_theme(self) -> None:

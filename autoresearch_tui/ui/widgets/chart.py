@@ -1,4 +1,7 @@
-"""The metric sparkline, the running best beneath it, and their numbers."""
+"""The metric sparkline, the running best beneath it, and their numbers.
+
+The running best is the History's (`History.running_best()`, or the best a `Decision` carries):
+this widget draws it, it never decides what the best is."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Sparkline, Static
 
+from ...engine.records import History, RunRecord
 from ...fsio import fmt_metric
 
 
@@ -30,27 +34,25 @@ class MetricChart(Vertical):
         for s in self.query(Sparkline):
             s.summary_function = fn
 
-    def _append(self, values: list[float], best: list[float], rec: dict[str, Any]) -> None:
-        v = rec.get("metric")
-        if v is None or rec.get("status") == "crash":
+    @staticmethod
+    def _append(values: list[float], best: list[float], rec: RunRecord, best_after: float | None) -> None:
+        if rec.metric is None or rec.status == "crash":
             return
-        values.append(float(v))
-        pick = min if self.direction == "minimize" else max
-        kept = float(v) if rec.get("status") == "keep" else None
-        cur = best[-1] if best else None
-        nb = kept if cur is None else (pick(cur, kept) if kept is not None else cur)
-        best.append(nb if nb is not None else float(v))
+        values.append(float(rec.metric))
+        if best_after is not None:
+            best.append(float(best_after))
 
-    def add(self, rec: dict[str, Any]) -> None:
+    def add(self, rec: RunRecord, best: float | None) -> None:
+        """One more row; `best` is the History's best after it (`Decision.best.metric`)."""
         # new lists: Sparkline repaints only when it gets a new object
         self.values, self.best = list(self.values), list(self.best)
-        self._append(self.values, self.best, rec)
+        self._append(self.values, self.best, rec, best)
         self._show()
 
-    def load(self, records: list[dict[str, Any]]) -> None:
+    def load(self, history: History) -> None:
         values, best = list(self.values), list(self.best)
-        for r in records:
-            self._append(values, best, r)
+        for r, b in zip(history, history.running_best(), strict=True):
+            self._append(values, best, r, b)
         self.values, self.best = values, best
         self._show()
 
@@ -58,7 +60,7 @@ class MetricChart(Vertical):
         self.query_one("#spark-metric", Sparkline).data = self.values[-400:]
         self.query_one("#spark-best", Sparkline).data = self.best[-400:]
         if self.values:
-            text = f"last {fmt_metric(self.values[-1])} · best {fmt_metric(self.best[-1])} · n {len(self.values)}"
+            text = f"last {fmt_metric(self.values[-1])} · best {fmt_metric(self.best[-1] if self.best else None)} · n {len(self.values)}"
         else:
             text = "no measurement yet"
         self.query_one("#chart-numbers", Static).update(text)

@@ -7,6 +7,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
+from ...engine.records import RunRecord
 from ...fsio import fmt_metric
 
 COLUMNS = [("iter", "#"), ("commit", "commit"), ("metric", "metric"), ("delta", "Δ best"), ("mem", "mem GB"),
@@ -21,39 +22,37 @@ class ResultsTable(DataTable):
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=True, **kw)
-        self.records: dict[str, dict[str, Any]] = {}
+        self.records: dict[str, RunRecord] = {}
         self.total = 0
 
     def on_mount(self) -> None:
         for key, label in COLUMNS:
             self.add_column(label, key=key)
 
-    def _cells(self, rec: dict[str, Any]) -> dict[str, Any]:
-        status = rec.get("status", "")
+    def _cells(self, rec: RunRecord) -> dict[str, Any]:
+        status = rec.status
         colour = self.app.theme_variables.get(STATUS_COLOUR.get(status, ""), "")
-        label = status + (" (you)" if rec.get("override") else "")
-        m = rec.get("metric")
-        d = rec.get("delta_vs_best")
-        mem = rec.get("memory_gb")
-        desc = rec.get("description", "")
-        if status == "crash" and rec.get("crash_reason"):
-            desc = f"{desc} — {rec['crash_reason']}"
+        label = status + (" (you)" if rec.override else "")
+        m, d, mem = rec.metric, rec.delta_vs_best, rec.memory_gb
+        desc = rec.description
+        if status == "crash" and rec.crash_reason:
+            desc = f"{desc} — {rec.crash_reason}"
         # Text, not str: a str cell is parsed as markup (and for emoji codes) on every measure
         return {
-            "iter": Text(str(rec.get("iteration", ""))),
-            "commit": Text(str(rec.get("commit", ""))[:7]),
+            "iter": Text(str(rec.iteration)),
+            "commit": Text(rec.commit[:7]),
             "metric": Text(fmt_metric(m)),
-            "delta": Text((f"{d:+.6f}" if d is not None and not rec.get("is_baseline") else "")
-                          + (f" {rec['confidence']:+.1f}σ" if rec.get("confidence") is not None else "")
-                          + (" !" if rec.get("flag") else "")),
+            "delta": Text((f"{d:+.6f}" if d is not None and not rec.is_baseline else "")
+                          + (f" {rec.confidence:+.1f}σ" if rec.confidence is not None else "")
+                          + (" !" if rec.flag else "")),
             "mem": Text(f"{mem:.1f}" if mem is not None else "—"),
             "status": Text(label, style=f"bold {colour}" if colour else "bold"),
             "desc": Text(desc[:120]),
-            "idea": Text((rec.get("idea") or "")[:40]),
+            "idea": Text(rec.idea[:40]),
         }
 
-    def upsert(self, rec: dict[str, Any], scroll: bool = True) -> None:
-        key = str(rec.get("iteration"))
+    def upsert(self, rec: RunRecord, scroll: bool = True) -> None:
+        key = str(rec.iteration)
         cells = self._cells(rec)
         if key in self.records:
             self.records[key] = rec
@@ -77,14 +76,14 @@ class ResultsTable(DataTable):
         else:
             self.border_title = "results"
 
-    def load(self, records: list[dict[str, Any]]) -> None:
+    def load(self, records: list[RunRecord]) -> None:
         self.total += max(0, len(records) - self.MAX_ROWS)
         for rec in records[-self.MAX_ROWS:]:
             self.upsert(rec, scroll=False)
         if self.row_count:
             self.move_cursor(row=self.row_count - 1)
 
-    def selected(self) -> dict[str, Any] | None:
+    def selected(self) -> RunRecord | None:
         if not self.row_count:
             return None
         try:

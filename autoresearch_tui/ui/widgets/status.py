@@ -11,6 +11,7 @@ from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import ProgressBar
 
+from ...engine.records import RunRecord
 from ...fsio import fmt_metric
 
 
@@ -70,6 +71,11 @@ class StatusBar(Horizontal):
     def compose(self) -> ComposeResult:
         yield StatusText(id="status-text")
         yield ProgressBar(total=100, show_eta=False, show_percentage=False, id="run-progress")
+
+    def set_best(self, best: RunRecord | None, baseline: RunRecord | None) -> None:
+        """The History's best and baseline (what `Decision` / `HistoryLoaded` carry)."""
+        self.best = best.metric if best is not None else None
+        self.baseline = baseline.metric if baseline is not None else None
 
     def on_mount(self) -> None:
         self.set_interval(1.0, self.refresh_status)
