@@ -80,7 +80,7 @@ def test_discard_moves_branch_back_and_keeps_experiment_ref(repo):
     assert "+LR = 0.5" in diff
     assert (recs[1]["lines_added"], recs[1]["lines_removed"]) == (1, 1)
     decisions = [e for e in events if isinstance(e, ev.Decision)]
-    assert decisions[-1].record["status"] == "discard"
+    assert decisions[-1].record.status == "discard"
 
 
 def _crash_case(tmp_path, train_tail, expect):

@@ -101,9 +101,9 @@ def test_soak_resources_stay_flat(tmp_path):
     samples = []
 
     def on_event(eng, e):
-        if isinstance(e, ev.Decision) and e.record["iteration"] % 20 == 0:
+        if isinstance(e, ev.Decision) and e.record.iteration % 20 == 0:
             live = [c for c in me.children() if c.status() != psutil.STATUS_ZOMBIE]
-            samples.append((e.record["iteration"], me.memory_info().rss, me.num_fds(), len(live)))
+            samples.append((e.record.iteration, me.memory_info().rss, me.num_fds(), len(live)))
 
     run_engine(cfg, proposer=Endless(), max_iterations=n, on_event=on_event)
     assert len(tsv_rows(root)) == n + 1

@@ -158,8 +158,8 @@ def test_keep_override_reapplies_a_discarded_experiment_and_remeasures(repo):
     def on_event(eng, e):
         from autoresearch_tui.engine.events import Decision
 
-        if isinstance(e, Decision) and e.record["iteration"] == 1:
-            assert e.record["status"] == "discard"
+        if isinstance(e, Decision) and e.record.iteration == 1:
+            assert e.record.status == "discard"
             eng.override(1, "keep")
 
     run_engine(cfg, proposer=prop, max_iterations=2, on_event=on_event)

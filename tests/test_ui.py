@@ -76,20 +76,20 @@ async def test_keep_key_on_a_discarded_row_reapplies_it(tmp_path):
     root = make_repo(tmp_path / "r", train=SLOW_TOY)
     app, eng, events = _app(root)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: any(r["status"] == "discard" for r in decisions(events)), 60, "a discard")
+        await wait_for(pilot, lambda: any(r.status == "discard" for r in decisions(events)), 60, "a discard")
         await pilot.press("p")
-        target = next(r for r in decisions(events) if r["status"] == "discard")
+        target = next(r for r in decisions(events) if r.status == "discard")
         table = app.screen.query_one(ResultsTable)
         table.focus()
-        table.move_cursor(row=table.get_row_index(str(target["iteration"])))
+        table.move_cursor(row=table.get_row_index(str(target.iteration)))
         await pilot.pause(0.1)
         assert app.screen.check_action("keep", ()) is True
         assert app.screen.check_action("discard", ()) is None  # greyed out: it is not kept
         await pilot.press("k")
         await wait_for(pilot, lambda: any(isinstance(e, ev.OverrideApplied) for e in events), 30, "override")
-        assert f"keep #{target['iteration']} (user override)" in git(root, "log", "-1", "--format=%s")
+        assert f"keep #{target.iteration} (user override)" in git(root, "log", "-1", "--format=%s")
         # the event reaches the screen as a message: wait for the cell, updated in place
-        await wait_for(pilot, lambda: "keep (you)" in str(table.get_row(str(target["iteration"]))[5]), 10, "the cell")
+        await wait_for(pilot, lambda: "keep (you)" in str(table.get_row(str(target.iteration))[5]), 10, "the cell")
         await quit_app(pilot, app, eng)
 
 
@@ -107,12 +107,12 @@ async def test_typed_idea_is_queued_then_tagged_on_its_row(tmp_path):
                        "DEPTH=7" in (root / "autoresearch.md").read_text(), 10, "idea saved")
         backlog_text = str(app.screen.query_one("#backlog-list").render())
         assert "DEPTH=7" in backlog_text
-        await wait_for(pilot, lambda: any(r.get("idea") == "DEPTH=7" for r in decisions(events)), 60, "idea run")
-        rec = next(r for r in decisions(events) if r.get("idea") == "DEPTH=7")
-        assert rec["description"] == "DEPTH 2 -> 7"
+        await wait_for(pilot, lambda: any(r.idea == "DEPTH=7" for r in decisions(events)), 60, "idea run")
+        rec = next(r for r in decisions(events) if r.idea == "DEPTH=7")
+        assert rec.description == "DEPTH 2 -> 7"
         table = app.screen.query_one(ResultsTable)
-        await wait_for(pilot, lambda: str(rec["iteration"]) in table.records, 10, "the row")
-        assert str(table.get_row(str(rec["iteration"]))[7]) == "DEPTH=7"
+        await wait_for(pilot, lambda: str(rec.iteration) in table.records, 10, "the row")
+        assert str(table.get_row(str(rec.iteration))[7]) == "DEPTH=7"
         assert "[x] DEPTH=7" in (root / "autoresearch.md").read_text()
         await quit_app(pilot, app, eng)
 
@@ -142,7 +142,7 @@ async def test_kill_key_asks_then_records_crash(tmp_path):
         await pilot.press("y")
         await wait_for(pilot, lambda: len(decisions(events)) >= 1, 30, "crash row")
         rec = decisions(events)[0]
-        assert rec["status"] == "crash" and rec["crash_reason"] == "killed by the user"
+        assert rec.status == "crash" and rec.crash_reason == "killed by the user"
         await quit_app(pilot, app, eng)
 
 

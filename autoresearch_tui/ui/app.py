@@ -105,12 +105,12 @@ class AutoresearchApp(App[int]):
             self.end_reason = await self.engine.run()
         except SetupError as e:
             self.setup_error = str(e)
-            self.exit(2, message=f"autoresearch-tui: {e}")
+            self.exit(2, return_code=2, message=f"autoresearch-tui: {e}")
             return
         except Exception as e:  # noqa: BLE001 - the one handler for an engine that died of a bug
             root = self.cfg.root if self.cfg is not None else None
             self.failure = EngineFailure(f"{type(e).__name__}: {e}", write_crash(e, root))
-            self.exit(1)
+            self.exit(1, return_code=1)
             return
         finally:
             if self._quit_when_done:
