@@ -8,6 +8,8 @@ import time
 import traceback
 from pathlib import Path
 
+from .engine.paths import STATE_DIR
+
 
 class UsageError(Exception):
     """Bad usage or state the user can fix; `str()` is the whole message."""
@@ -26,7 +28,7 @@ def write_crash(exc: BaseException, root: Path | None = None) -> str:
     directory; the temp dir as a last resort). Returns where it went."""
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     here = Path(root) if root is not None else Path(".")
-    for base in (here / ".autoresearch", Path(os.environ.get("TMPDIR", "/tmp"))):
+    for base in (here / STATE_DIR, Path(os.environ.get("TMPDIR", "/tmp"))):
         try:
             base.mkdir(exist_ok=True)
             path = base / f"crash-{time.strftime('%Y%m%d-%H%M%S')}.log"

@@ -100,7 +100,7 @@ def test_duplicate_of_an_earlier_experiment_is_rejected(tmp_path):
 
 def test_three_rejections_end_as_a_failed_proposal_and_the_loop_goes_on(tmp_path):
     with ScriptedLLM([{"content": "no idea"}]) as srv:
-        root = _repo(tmp_path, srv)
+        root = _repo(tmp_path, srv, max_failed_rounds=1)
         eng, events = _engine_run(root, n=1)
     failed = [e for e in events if isinstance(e, ev.ProposalFailed)]
     assert len(failed) == 1 and "3 proposals rejected" in failed[0].reason
@@ -118,18 +118,19 @@ def test_429_then_success(tmp_path):
 
 def test_500_forever_is_a_failed_proposal_and_the_app_lives(tmp_path):
     with ScriptedLLM([{"status": 500, "body": f"internal error for key {SENTINEL}"}]) as srv:
-        root = _repo(tmp_path, srv, max_attempts=3)
+        root = _repo(tmp_path, srv, max_attempts=3, max_failed_rounds=1)
         eng, events = _engine_run(root, n=1)
     failed = [e for e in events if isinstance(e, ev.ProposalFailed)]
     assert len(failed) == 1 and "after 3 attempt(s)" in failed[0].reason
     assert SENTINEL not in failed[0].reason  # redacted
     assert len(srv.requests) == 3
-    assert eng.end_reason == "reached max_iterations (1)"
+    # a failed round is not an experiment: the session ends by max_failed_rounds, saying what to check
+    assert eng.end_reason.startswith("the proposer failed 1 round in a row") and "api_base" in eng.end_reason
 
 
 def test_slow_reply_past_the_deadline(tmp_path):
     with ScriptedLLM([{"delay": 3, **edit("late", "WIDTH = 32", "WIDTH = 48")}]) as srv:
-        root = _repo(tmp_path, srv, request_timeout_s=0.5, max_attempts=2)
+        root = _repo(tmp_path, srv, request_timeout_s=0.5, max_attempts=2, max_failed_rounds=1)
         t0 = time.monotonic()
         eng, events = _engine_run(root, n=1)
     failed = [e for e in events if isinstance(e, ev.ProposalFailed)]

@@ -176,7 +176,8 @@ class Gate:
         self.failed_in_row += 1
         limit = ctx.cfg.proposer.max_failed_rounds
         if limit and self.failed_in_row >= limit:
-            self.end_reason = (f"the proposer failed {self.failed_in_row} rounds in a row (last: {reason}); check [proposer] model, "
+            rounds = f"{self.failed_in_row} round{'s' if self.failed_in_row != 1 else ''}"
+            self.end_reason = (f"the proposer failed {rounds} in a row (last: {reason}); check [proposer] model, "
                                "api_base and the provider's key in the environment, then start again (the session resumes)")
             return None
         backoff = min(300.0, self.backoff_base_s * (2 ** min(self.failed_in_row - 1, 8)))

@@ -147,16 +147,15 @@ class RunRecord:
         return rec
 
     def to_dict(self) -> dict[str, Any]:
-        """The runs.jsonl form: every field that says something, plus the unknown keys read."""
+        """The runs.jsonl form: every field that says something (numbers and flags, zero or not),
+        `metric` always, plus the unknown keys read."""
         out: dict[str, Any] = {"kind": "run"}
         for f in dataclasses.fields(self):
             if f.name == "extra":
                 continue
             v = getattr(self, f.name)
-            if v is None or v == "" or v == [] or v == {} or (v is False and f.name != "is_baseline") or (
-                    f.name in ("tokens", "lines_added", "lines_removed", "survivors", "cost_usd") and not v):
-                if f.name not in ("iteration", "status", "metric", "description", "commit"):
-                    continue
+            if f.name != "metric" and (v is None or v == "" or v == [] or v == {}):
+                continue
             out[f.name] = v
         out.update(self.extra)
         return out

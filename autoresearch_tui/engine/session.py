@@ -14,7 +14,6 @@ from typing import Any, Callable
 
 from .. import config as config_mod
 from ..proposers.base import Proposer
-from . import runner
 from .bus import EventBus
 from .context import Ctx, now
 from .events import BacklogChanged, Event, HistoryLoaded, Phase, PlatformDetected, SessionEnded, SessionStarted
@@ -205,7 +204,6 @@ class Session:
             raise
         except GitError as e:
             raise SetupError(f"{self.root}: {e}") from None
-        runner.become_subreaper()
         try:
             self._platform(loop)
             cfg, r = self.cfg, self.cfg.research

@@ -13,7 +13,12 @@ from .base import RunSpec
 class LocalExecutor:
     name = "local"
 
+    def __init__(self) -> None:
+        self._subreaper = False
+
     def start(self, spec: RunSpec) -> RunHandle:
+        if not self._subreaper:  # orphans of a run are re-parented to us and stay findable
+            self._subreaper = runner.become_subreaper() or True
         return runner.start(spec.command, spec.cwd, spec.log_path, spec.exit_path, spec.budget_s, spec.env)
 
     async def wait(self, handle: RunHandle, spec: RunSpec, kill: asyncio.Event, poll_s: float) -> RunOutcome:
