@@ -171,7 +171,7 @@ def test_a_provider_that_stays_down_ends_the_session_after_max_failed_rounds(tmp
     root = make_repo(tmp_path / "r", proposer={"max_failed_rounds": 3})
     eng, events = _run_fast_backoff(load_cfg(root), FlakyProposer(100, []), 4)
     assert len([e for e in events if isinstance(e, ev.ProposalFailed)]) == 3
-    assert "failed 3 rounds in a row" in eng.end_reason and "api_base" in eng.end_reason
+    assert "failed 3 rounds in a row" in eng.end_reason and "flaky proposer" in eng.end_reason
     assert [r["description"] for r in jsonl_runs(root)] == ["baseline"]
 
 
@@ -281,3 +281,74 @@ def test_keeping_a_worse_experiment_makes_its_remeasurement_the_best_in_every_vi
     assert f"{worse:.6f}" in text.split("## Results", 1)[1].split("##", 1)[0]
     top = text.split("## Top improvements", 1)[1].split("\n## ", 1)[0]
     assert "worse LR" not in top
+
+
+# ------------------------------------------------------------ stop and pause between the steps
+def test_a_stop_after_the_commit_takes_the_experiment_back_and_requeues_its_idea(repo):
+    from conftest import git
+
+    cfg = load_cfg(repo)
+    eng = new_session(cfg, max_iterations=3, platform=dict(TEST_PLATFORM), poll_s=0.02)  # the mutate proposer
+    assert eng.add_idea("LR=0.02")
+    events: list = []
+
+    def on(e):
+        events.append(e)
+        if isinstance(e, ev.PhaseChanged) and e.phase == ev.Phase.COMMITTING:
+            eng.stop_now()  # lands between the commit and the start of its run
+
+    eng.subscribe(on)
+    assert asyncio.run(eng.run()) == "stopped by the user"
+    rows = jsonl_runs(repo)
+    assert [r["description"] for r in rows] == ["baseline"]
+    assert not [e for e in events if isinstance(e, ev.RunStarted) and e.iteration == 1]
+    assert git(repo, "rev-parse", "HEAD").strip() == rows[0]["commit"]  # the branch is back on the measured best
+    assert "refs/autoresearch/t1/1" not in git(repo, "for-each-ref", "--format=%(refname)")
+    assert "[ ] LR=0.02" in (repo / "autoresearch.md").read_text()  # queued again, not stuck as running
+    assert "pending" not in (repo / ".autoresearch" / "state.json").read_text()
+    # and the next start records no made-up crash
+    run_engine(load_cfg(repo), proposer=ScriptedProposer([]), max_iterations=1)
+    assert [r["status"] for r in jsonl_runs(repo)] == ["keep"]
+
+
+class PausingProposer(Proposer):
+    """Answers once; the user presses pause while it is thinking."""
+
+    name = "pausing"
+
+    def __init__(self):
+        self.session = None
+        self.calls = 0
+
+    async def propose(self, ctx):
+        from autoresearch_tui.proposers.base import Edit, Proposal
+
+        self.calls += 1
+        if self.calls > 1:
+            raise ProposalError("nothing more", exhausted=True, retryable=False)
+        self.session.pause()
+        return Proposal("LR up", [Edit("train.py", "LR = 0.01", "LR = 0.02")])
+
+
+def test_a_proposal_that_arrives_while_paused_waits_for_resume(repo):
+    prop = PausingProposer()
+    eng = new_session(load_cfg(repo), proposer=prop, max_iterations=1, platform=dict(TEST_PLATFORM), poll_s=0.02)
+    prop.session = eng
+    events: list = []
+    state: dict = {}
+
+    def on(e):
+        events.append(e)
+        if isinstance(e, ev.RunStarted) and e.iteration == 1:
+            state["started_while_paused"] = eng.paused
+        if isinstance(e, ev.PhaseChanged) and e.phase == ev.Phase.PAUSED and "resumed" not in state:
+            state["starts_while_paused"] = len([x for x in events if isinstance(x, ev.RunStarted)])
+            state["resumed"] = True
+            asyncio.get_running_loop().call_later(0.3, eng.resume)
+
+    eng.subscribe(on)
+    asyncio.run(eng.run())
+    assert state["starts_while_paused"] == 1  # only the baseline had started when it paused
+    assert state["started_while_paused"] is False  # experiment #1 started only after resume
+    assert [r["description"] for r in jsonl_runs(repo)] == ["baseline", "LR up"]  # then the held proposal ran
+    assert prop.calls == 1  # it was kept, not asked for again

@@ -125,7 +125,7 @@ def test_500_forever_is_a_failed_proposal_and_the_app_lives(tmp_path):
     assert SENTINEL not in failed[0].reason  # redacted
     assert len(srv.requests) == 3
     # a failed round is not an experiment: the session ends by max_failed_rounds, saying what to check
-    assert eng.end_reason.startswith("the proposer failed 1 round in a row") and "api_base" in eng.end_reason
+    assert eng.end_reason.startswith("the llm proposer failed 1 round in a row") and "api_base" in eng.end_reason
 
 
 def test_slow_reply_past_the_deadline(tmp_path):

@@ -33,10 +33,6 @@ class EventBus:
     def subscribe(self, fn: Subscriber) -> None:
         self._subs.append(fn)
 
-    def unsubscribe(self, fn: Subscriber) -> None:
-        if fn in self._subs:
-            self._subs.remove(fn)
-
     def bind(self, loop: asyncio.AbstractEventLoop) -> None:
         """Deliver on this loop from now on (called when the session starts running)."""
         self._loop = loop

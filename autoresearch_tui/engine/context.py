@@ -17,7 +17,7 @@ from typing import Any, Callable
 from .. import config as config_mod
 from ..proposers.base import Proposer
 from .bus import EventBus
-from .events import Notice, Phase, PhaseChanged
+from .events import BacklogChanged, Notice, Phase, PhaseChanged
 from .executors.base import Executor, Handle, RunSpec
 from .ledger import Ledger
 from .notes import Notes
@@ -37,18 +37,25 @@ class Slot:
     index: int
     workdir: Path
     env: dict[str, str] = field(default_factory=dict)
-    iteration: int | None = None  # the experiment in flight here
-    description: str = ""
     handle: Handle | None = None
+    kind: str = ""  # what runs there now: run | confirm | guard
     kill: asyncio.Event = field(default_factory=asyncio.Event)
     kill_reason: str = ""
 
-    def request_kill(self, reason: str) -> bool:
-        if self.handle is None:
+    def request_kill(self, reason: str, even_idle: bool = False) -> bool:
+        """Kill what runs here. `even_idle`: also a run that is about to start (a stop)."""
+        if self.handle is None and not even_idle:
             return False
         self.kill_reason = reason
         self.kill.set()
-        return True
+        return self.handle is not None
+
+    def clear_kill(self, control: "Control") -> None:
+        """A new experiment starts: forget an old kill request, but never a stop's."""
+        self.kill.clear()
+        self.kill_reason = ""
+        if control.stop_kill:
+            self.request_kill(control.stop_kill, even_idle=True)
 
 
 @dataclass
@@ -58,16 +65,28 @@ class Control:
     paused: bool = False
     stopping: bool = False
     detaching: bool = False
+    stop_kill: str = ""  # "stop now": the reason every run, present or about to start, is killed with
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     overrides: list[tuple[int, str]] = field(default_factory=list)
 
     async def sleep(self, timeout: float) -> None:
-        """Until a command arrives or `timeout` passes."""
-        self.wake.clear()
+        """Until a command arrives or `timeout` passes (at once when stopping). The wake flag is
+        cleared after waking, so a command that came just before the sleep is not lost."""
+        if self.stopping:
+            return
         try:
             await asyncio.wait_for(self.wake.wait(), timeout)
         except asyncio.TimeoutError:
             pass
+        self.wake.clear()
+
+    def stop_reason(self) -> str:
+        return "detached: the run goes on and will be re-attached" if self.detaching else "stopped by the user"
+
+    def leaves_alive(self, kind: str) -> bool:
+        """Detach leaves the experiment's own run going (the next start re-attaches to it); a
+        confirmation or guard run is not re-attachable and never outlives the app."""
+        return self.detaching and kind == "run"
 
 
 class Ctx:
@@ -111,6 +130,19 @@ class Ctx:
     def thread(fn: Callable, *args: Any, **kwargs: Any) -> Any:
         return asyncio.to_thread(fn, *args, **kwargs)
 
+    def mark_idea(self, text: str, status: str, outcome: str) -> None:
+        """(blocking) Set a backlog idea's status and tell the subscribers."""
+        ideas = self.notes.mark(text, status, outcome)
+        self.bus.emit(BacklogChanged([i.to_dict() for i in ideas]))
+
+    def pause(self, why: str) -> None:
+        if not self.control.paused and self.phase != Phase.STOPPED:
+            self.control.paused = True
+            self.notice(why, "warning" if "cap" in why else "info")
+            if not self.running_slots():
+                self.set_phase(Phase.PAUSED)
+            self.control.wake.set()
+
     def best_commit(self) -> str | None:
         """The commit the research branch should stand on (a pending re-measurement's, else the best's)."""
         pending = self.history.pending_remeasure()
@@ -128,20 +160,33 @@ class Ctx:
         return RunSpec(n, command or r.command, slot.workdir, self.paths.log(n, kind), self.paths.exit_file(n, kind),
                        r.time_budget_s, r.effective_timeout, r.kill_grace_s, env, kind or "run")
 
+    async def start_in_slot(self, slot: Slot, spec: RunSpec, start: Callable[[], Handle]) -> Handle:
+        """Run the blocking `start` in a thread and hold the handle in the slot. A cancellation
+        while it starts still gets the handle (and kills the run unless it is left alive)."""
+        fut = asyncio.ensure_future(self.thread(start))
+        try:
+            handle = await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            handle = await fut
+            if not self.control.leaves_alive(spec.kind):
+                await asyncio.shield(self.thread(self.executor.kill, handle, spec.grace_s))
+            raise
+        slot.handle, slot.kind = handle, spec.kind
+        return handle
+
     async def run_in_slot(self, slot: Slot, spec: RunSpec, handle: Handle | None = None) -> tuple[Handle, RunOutcome]:
-        """Start (or, given a handle, follow) a run in `slot` until it ends. Cancelled, it kills the
-        run's whole tree — unless the user chose to leave it running (detach)."""
-        if handle is None:  # (a handle given: started by the caller, who cleared the kill request)
-            slot.kill.clear()
-            slot.kill_reason = ""
-            handle = await self.thread(self.executor.start, spec)
-        slot.handle = handle
+        """Start (or, given a handle, follow) a run in `slot` until it ends. Whatever interrupts
+        the wait (a cancellation, an error), the run's whole tree is killed — unless the user chose
+        to leave the experiment running (detach)."""
+        if handle is None:
+            handle = await self.start_in_slot(slot, spec, lambda: self.executor.start(spec))
+        slot.handle, slot.kind = handle, spec.kind
         try:
             outcome = await self.executor.wait(handle, spec, slot.kill, self.poll_s)
-        except asyncio.CancelledError:
-            if not self.control.detaching:
+        except BaseException:
+            if not self.control.leaves_alive(spec.kind):
                 await asyncio.shield(self.thread(self.executor.kill, handle, spec.grace_s))
             raise
         finally:
-            slot.handle = None
+            slot.handle, slot.kind = None, ""
         return handle, outcome

@@ -24,12 +24,26 @@ async def decide(ctx: Ctx, slot: Slot, rec: RunRecord) -> str:
         return "keep"  # the baseline, a re-measurement after an override, or nothing to beat yet
     status = await _policy(ctx, slot, rec)
     if status == "keep" and ctx.cfg.research.guard_command:
+        if _interrupted(ctx, slot, rec, "guard"):
+            return "crash"
         ok, why = await _guard(ctx, slot, rec.iteration)
+        if _interrupted(ctx, slot, rec, "guard"):
+            return "crash"
         rec.guard = "pass" if ok else why
         if not ok:
             status = "discard"
             rec.discard_reason = f"guard failed: {why}"
     return status
+
+
+def _interrupted(ctx: Ctx, slot: Slot, rec: RunRecord, what: str) -> bool:
+    """A kill (the user's, or a stop) before or during a confirmation or guard run leaves the
+    experiment undecided: recorded as an interrupted crash, never as a verdict it did not earn."""
+    if not slot.kill.is_set():
+        return False
+    rec.crash_reason = f"not decided: {slot.kill_reason or 'killed'} before the {what} run ended"
+    rec.crash_kind = "interrupted"
+    return True
 
 
 async def _policy(ctx: Ctx, slot: Slot, rec: RunRecord) -> str:
@@ -40,8 +54,12 @@ async def _policy(ctx: Ctx, slot: Slot, rec: RunRecord) -> str:
     assert rec.metric is not None and ref is not None
     v = policy_decide(rec.metric, ref, n_ref, m.direction, m.keep_policy, m.min_delta, spread, m.noise_k, lines)
     if v.status == "confirm":
+        if _interrupted(ctx, slot, rec, "confirmation"):
+            return "crash"
         ctx.set_phase(Phase.RUNNING, rec.iteration, f"confirming #{rec.iteration}: {v.verdict}")
         second = await _confirm(ctx, slot, rec.iteration)
+        if _interrupted(ctx, slot, rec, "confirmation"):
+            return "crash"
         if second is None:
             v.status, v.verdict = "discard", "the confirmation run failed"
         else:

@@ -65,7 +65,6 @@ class HistoryLoaded(Event):
     records: list[RunRecord]
     best: RunRecord | None
     baseline: RunRecord | None
-    running_best: list[float | None] = field(default_factory=list)
 
 
 @dataclass

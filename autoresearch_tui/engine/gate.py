@@ -15,19 +15,9 @@ from typing import Awaitable
 from ..proposers.base import Proposal, ProposalContext, ProposalError
 from ..proposers.edits import Rejected, apply_edits, diff_hash, line_counts
 from .context import Ctx, now
-from .events import BacklogChanged, CostUpdated, Phase, ProposalFailed, ProposalReady, ProposalRejected
+from .events import CostUpdated, Phase, ProposalFailed, ProposalReady, ProposalRejected
 
 Ready = tuple[Proposal, dict[str, str], str]  # the proposal, the changed files, the diff hash
-
-
-def mark_idea(ctx: Ctx, text: str, status: str, outcome: str) -> None:
-    ideas = ctx.notes.ideas()
-    for i in ideas:
-        if i.text == text and i.status in ("queued", "running"):
-            i.status, i.outcome = status, outcome
-            break
-    ctx.notes.write_backlog(ideas)
-    ctx.bus.emit(BacklogChanged([i.to_dict() for i in ideas]))
 
 
 def _read(ctx: Ctx, paths: list[str]) -> dict[str, str]:
@@ -113,6 +103,18 @@ class Gate:
             raise Rejected("this change duplicates an experiment that is running now; propose something new")
         return changed, h
 
+    def recheck(self, ready: Ready) -> Ready | None:
+        """(blocking) A proposal held during a pause, validated again against the files now."""
+        proposal = ready[0]
+        r = self.ctx.cfg.research
+        files = _read(self.ctx, r.files_in_scope)
+        try:
+            changed, h = self.validate(proposal, files)
+        except Rejected as e:
+            self.ctx.notice(f"the proposal prepared before the pause no longer applies ({e}); asking again")
+            return None
+        return proposal, changed, h
+
     # ------------------------------------------------------------ one round
     async def next(self, n: int) -> Ready | None:
         """A valid proposal for experiment `n`, or None (the round failed or a stop came)."""
@@ -128,7 +130,7 @@ class Gate:
         self._strategy_active = bool(pc.strategy_note)
         first_idea = pc.ideas[0] if pc.ideas else ""
         if first_idea and not ctx.proposer.can_address(first_idea, pc):
-            await ctx.thread(mark_idea, ctx, first_idea, "skipped",
+            await ctx.thread(ctx.mark_idea, first_idea, "skipped",
                              f"the {ctx.proposer.name} proposer cannot act on it (write NAME=VALUE, or use the llm proposer)")
             pc = await ctx.thread(self.context, feedback, rejected)
         attempts = 0
@@ -177,8 +179,10 @@ class Gate:
         limit = ctx.cfg.proposer.max_failed_rounds
         if limit and self.failed_in_row >= limit:
             rounds = f"{self.failed_in_row} round{'s' if self.failed_in_row != 1 else ''}"
-            self.end_reason = (f"the proposer failed {rounds} in a row (last: {reason}); check [proposer] model, "
-                               "api_base and the provider's key in the environment, then start again (the session resumes)")
+            what = ("check [proposer] model, api_base and the provider's key in the environment" if ctx.proposer.name == "llm"
+                    else "add ideas to the backlog or widen files_in_scope")
+            self.end_reason = (f"the {ctx.proposer.name} proposer failed {rounds} in a row (last: {reason}); {what}, "
+                               "then start again (the session resumes)")
             return None
         backoff = min(300.0, self.backoff_base_s * (2 ** min(self.failed_in_row - 1, 8)))
         ctx.notice(f"proposal failed ({reason}); trying again in {backoff:.0f} s", "warning")
@@ -193,11 +197,8 @@ class Gate:
             ctx.total_cost, ctx.total_tokens = total, tokens
             ctx.bus.emit(CostUpdated(ctx.total_cost, ctx.total_tokens, p.cost_usd, p.tokens))
             cap = ctx.cfg.proposer.max_cost_usd
-            if cap and ctx.total_cost >= cap and not ctx.control.paused:
-                ctx.control.paused = True
-                ctx.notice(f"cost cap reached: ${ctx.total_cost:.2f} >= max_cost_usd ${cap:.2f}; paused (raise the cap and resume with p)",
-                           "warning")
-                ctx.control.wake.set()
+            if cap and ctx.total_cost >= cap:
+                ctx.pause(f"cost cap reached: ${ctx.total_cost:.2f} >= max_cost_usd ${cap:.2f}; paused (raise the cap and resume with p)")
 
     # ------------------------------------------------------------- prefetch
     def start_prefetch(self, during_baseline: bool = False, base: str = "") -> None:
@@ -208,6 +209,8 @@ class Gate:
         done_after_this = ctx.experiments_this_session + (0 if during_baseline else 1)
         if ctx.max_iterations and done_after_this >= ctx.max_iterations:
             return
+        if self._prefetch is not None and not self._prefetch.done():
+            return  # one prepared proposal at a time (a baseline repeat must not pay for another)
         pc = self.context([], [])
         self._prefetch_based_on = base or ctx.best_commit() or ""
         self._prefetch = asyncio.ensure_future(ctx.proposer.propose(pc))
@@ -220,6 +223,8 @@ class Gate:
         try:
             await asyncio.wait({task})
         finally:
+            if not task.done():
+                task.cancel()  # we were cancelled: the prepared request must not outlive us
             self._requests.discard(task)
         if task.cancelled():
             return None

@@ -8,6 +8,7 @@ The file is not tracked by git (it is listed in .git/info/exclude).
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ def _backlog_block(ideas: list[Idea]) -> str:
 
 class Notes:
     def __init__(self, root: Path):
+        self.lock = threading.RLock()
         self.path = Path(root) / NOTES_NAME
 
     def read_text(self) -> str:
@@ -78,6 +80,30 @@ class Notes:
 
     def ideas(self) -> list[Idea]:
         return parse_backlog(self.read_text())
+
+    # Read-modify-write of the backlog happens in worker threads (the user's idea, the loop's
+    # marks, the notes): one lock, so that none of them loses another's change.
+    def add(self, text: str) -> list[Idea]:
+        with self.lock:
+            ideas = self.ideas()
+            ideas.append(Idea(text))
+            self.write_backlog(ideas)
+            return ideas
+
+    def mark(self, text: str, status: str, outcome: str) -> list[Idea]:
+        """Set the status of the first queued or running idea with this text."""
+        with self.lock:
+            ideas = self.ideas()
+            for i in ideas:
+                if i.text == text and i.status in ("queued", "running"):
+                    i.status, i.outcome = status, outcome
+                    break
+            self.write_backlog(ideas)
+            return ideas
+
+    def rewrite(self, body_before_backlog: str, body_after: str) -> None:
+        with self.lock:
+            self.write(body_before_backlog, self.ideas(), body_after)
 
     def write_backlog(self, ideas: list[Idea]) -> None:
         """Replace the Backlog section only (the rest of the file stays as it is)."""

@@ -7,6 +7,8 @@ that measurement becomes the best (see `records.History`). Applied between runs,
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .context import Ctx, now
 from .events import OverrideApplied
 from .ledger import GitError
@@ -41,10 +43,11 @@ def _apply_sync(ctx: Ctx, n: int, status: str) -> None:
         if rec.status != "keep":
             raise ValueError("only a kept experiment can be discarded")
         new_head = led.revert_on_head(rec.commit, f"discard #{n} (user override): {rec.description}")
-    ev = {"kind": "override", "iteration": n, "status": status, "previous": rec.status, "new_head": new_head, "at": now()}
+    ev = {"kind": "override", "iteration": n, "status": status, "previous": rec.status, "new_head": new_head, "at": now(),
+          "before_iteration": ctx.history.next_iteration}  # its re-measurement is a later row
     ctx.results.append_event(ev)
     ctx.history.add_event(ev)
     rec.status, rec.override = status, ev
     ctx.results.rewrite_tsv([r.to_dict() for r in ctx.history])
-    ctx.bus.emit(OverrideApplied(n, status, new_head, rec))
+    ctx.bus.emit(OverrideApplied(n, status, new_head, replace(rec)))
     ctx.notice(f"#{n} marked {status} by you; the branch is now {new_head[:7]}; it is re-measured before the next experiment")

@@ -37,10 +37,6 @@ class Paths:
         return self.state_dir / "platform.json"
 
     @property
-    def worktrees(self) -> Path:
-        return self.state_dir / "worktrees"
-
-    @property
     def run_log(self) -> Path:
         """`run.log` in the repository: the current run's output (a hard link)."""
         return self.root / "run.log"

@@ -87,10 +87,6 @@ class RunRecord:
 
     # ------------------------------------------------------------- meaning
     @property
-    def crashed(self) -> bool:
-        return self.status == "crash" or bool(self.crash_reason)
-
-    @property
     def is_remeasure(self) -> bool:
         return self.remeasure_of is not None
 
@@ -118,30 +114,32 @@ class RunRecord:
     # --------------------------------------------------------------- (de)serialise
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunRecord":
-        names = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        """From a runs.jsonl line: known keys typed (a null becomes the field's empty value),
+        unknown keys kept in `extra`."""
         known: dict[str, Any] = {}
         extra: dict[str, Any] = {}
         for k, v in d.items():
             if k == "kind":
                 continue
-            (known if k in names else extra)[k] = v
-        known.setdefault("iteration", 0)
-        for k in ("description", "commit", "ref", "parent", "proposer", "hypothesis", "idea", "diff_hash", "crash_reason",
-                  "crash_kind", "error_tail", "log", "platform", "verdict", "policy", "flag", "guard", "discard_reason", "source",
-                  "status", "metric_name"):
-            if known.get(k) is None and k in known:
-                known[k] = ""
-        for k in ("tokens", "lines_added", "lines_removed", "survivors"):
-            if k in known:
-                known[k] = int(known[k] or 0)
-        if "cost_usd" in known:
-            known["cost_usd"] = float(known["cost_usd"] or 0.0)
-        for k in ("timed_out", "killed", "is_baseline"):
-            if k in known:
-                known[k] = bool(known[k])
-        known["runs"] = list(known.get("runs") or [])
-        known["secondary"] = dict(known.get("secondary") or {})
-        known["iteration"] = int(known["iteration"])
+            (known if k in _FIELDS else extra)[k] = v
+        for k, v in list(known.items()):
+            kind = _FIELDS[k]
+            try:
+                if kind == "str":
+                    known[k] = "" if v is None else str(v)
+                elif kind == "int":
+                    known[k] = int(v or 0)
+                elif kind == "float":
+                    known[k] = float(v or 0.0)
+                elif kind == "bool":
+                    known[k] = bool(v)
+                elif kind == "list":
+                    known[k] = list(v or [])
+                elif kind == "dict":
+                    known[k] = dict(v or {})
+            except (TypeError, ValueError):
+                extra[k] = known.pop(k)  # not what the field holds: kept as read, out of the way
+        known.setdefault("iteration", 0)  # (History.from_dicts gives such a row its place)
         rec = cls(**known)
         rec.extra = extra
         return rec
@@ -162,10 +160,20 @@ class RunRecord:
 
     def update(self, **changes: Any) -> None:
         for k, v in changes.items():
-            if hasattr(self, k) and k != "extra":
+            if k in _FIELDS:
                 setattr(self, k, v)
             else:
                 self.extra[k] = v
+
+
+def _kind(annotation: str) -> str:
+    """The kind of value a field holds, from its annotation ("" where None is a value of its own)."""
+    if "None" in annotation:
+        return ""
+    return next((k for k in ("bool", "int", "float", "str", "list", "dict") if annotation.startswith(k)), "")
+
+
+_FIELDS = {f.name: _kind(str(f.type)) for f in dataclasses.fields(RunRecord) if f.name != "extra"}
 
 
 def _better(a: float, b: float, direction: str) -> bool:
@@ -179,10 +187,17 @@ class History:
         self.records: list[RunRecord] = list(records)
         self.events: list[dict[str, Any]] = list(events)
         self.direction = direction
+        self._next = max((r.iteration for r in self.records), default=-1) + 1
 
     @classmethod
     def from_dicts(cls, records: Iterable[dict[str, Any]], events: Iterable[dict[str, Any]] = (), direction: str = "minimize") -> "History":
-        return cls((RunRecord.from_dict(r) for r in records), events, direction)
+        out = []
+        for pos, d in enumerate(records):
+            rec = RunRecord.from_dict(d)
+            if not isinstance(d.get("iteration"), int):  # a row without a usable number: its place
+                rec.iteration = pos
+            out.append(rec)
+        return cls(out, events, direction)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -193,6 +208,7 @@ class History:
     # ------------------------------------------------------------- changes
     def add(self, rec: RunRecord) -> None:
         self.records.append(rec)
+        self._next = max(self._next, rec.iteration + 1)
 
     def add_event(self, ev: dict[str, Any]) -> None:
         self.events.append(ev)
@@ -202,7 +218,7 @@ class History:
 
     @property
     def next_iteration(self) -> int:
-        return max((r.iteration for r in self.records), default=-1) + 1
+        return self._next
 
     # -------------------------------------------------------------- answers
     def baseline(self) -> RunRecord | None:
@@ -282,9 +298,14 @@ class History:
         if not ov:
             return None
         last = ov[-1]
-        at = float(last.get("at") or 0)
-        done = any(r.remeasure_of == last.get("iteration") and float(r.ended_at or 0) >= at for r in self.records)
-        return None if done else {"commit": last.get("new_head", ""), "of": last.get("iteration")}
+        of = last.get("iteration")
+        after = last.get("before_iteration")
+        if isinstance(after, int):  # by order: immune to a clock that steps back
+            done = any(r.remeasure_of == of and r.iteration >= after for r in reversed(self.records))
+        else:  # an override written by an older version: by time
+            at = float(last.get("at") or 0)
+            done = any(r.remeasure_of == of and float(r.ended_at or 0) >= at for r in reversed(self.records))
+        return None if done else {"commit": last.get("new_head", ""), "of": of}
 
     def last_failed_streak(self) -> int:
         """Experiments in a row, most recent first, that did not improve the best."""

@@ -27,18 +27,13 @@ async def _inflight(ctx: Ctx, slot: Slot, saved: dict) -> None:
     rec.iteration = n
     timeout = float(saved.get("timeout_s", ctx.cfg.research.effective_timeout))
     handle = await ctx.thread(ctx.executor.reattach, saved)
-    slot.kill.clear()
-    slot.kill_reason = ""
+    slot.clear_kill(ctx.control)  # a "stop now" during setup kills the re-attached run
     if handle is not None:
         ctx.notice(f"re-attached to experiment #{n} (pid {handle.pid}), still running from before the restart")
-        slot.iteration, slot.description, slot.handle = n, rec.description, handle
         announce(ctx, rec, handle, timeout)
         spec = ctx.spec(slot, n)
         spec.timeout_s = timeout
-        try:
-            handle, outcome = await ctx.run_in_slot(slot, spec, handle)
-        finally:
-            slot.iteration, slot.description = None, ""
+        handle, outcome = await ctx.run_in_slot(slot, spec, handle)
     else:
         handle, outcome = await ctx.thread(ctx.executor.ended_while_away, saved, ctx.cfg.research.kill_grace_s)
         ctx.notice(f"experiment #{n} ended while the app was away; scored from its log")

@@ -23,8 +23,8 @@ from typing import Any
 
 from ..fsio import atomic_write_text, fsync_append
 from .paths import paths_for
+from .records import STATUSES
 
-STATUSES = ("keep", "discard", "crash")
 FIXED_COLUMNS = ("commit", "memory_gb", "status", "description")
 
 

@@ -11,21 +11,18 @@ from __future__ import annotations
 
 from .context import Ctx, Slot
 from .events import Phase
-from .gate import Gate
+from .gate import Gate, Ready
 from .ledger import GitError
 from .overrides import apply_pending
 from .records import RunRecord
-from .trial import Job, prepare, run
+from .trial import Job, prepare, run, withdraw
 
 
 class Scheduler:
     def __init__(self, ctx: Ctx, gate: Gate):
         self.ctx = ctx
         self.gate = gate
-
-    def _stop_reason(self) -> str:
-        c = self.ctx.control
-        return "detached: the run goes on and will be re-attached" if c.detaching else "stopped by the user"
+        self.held: Ready | None = None  # a proposal that came while the loop was paused
 
     async def _run(self, slot: Slot, job: Job) -> RunRecord | None:
         """Prepare and run one job in `slot` — unless a stop came first: then nothing starts."""
@@ -37,7 +34,9 @@ class Scheduler:
             self.gate.in_flight_hashes.add(job.ready[2])
         try:
             if ctx.control.stopping:
-                return None  # a committed proposal stays `pending`: the next start records it as interrupted
+                if job.ready is not None:  # committed, never run: take it back, the idea goes back to the queue
+                    await ctx.thread(withdraw, ctx, rec)
+                return None
             return await run(ctx, slot, rec, on_started=lambda r: self._started(r, job))
         finally:
             if job.ready is not None:
@@ -63,11 +62,11 @@ class Scheduler:
         ctx, h, c = self.ctx, self.ctx.history, self.ctx.control
         if h.best() is None and not h.pending_remeasure():
             if c.stopping:
-                return self._stop_reason()
+                return c.stop_reason()
             await self._run(slot, Job("baseline"))
             if h.best() is None:
                 if c.stopping:
-                    return self._stop_reason()
+                    return c.stop_reason()
                 last = h.records[-1] if h.records else None
                 why = (last.crash_reason if last else "") or "no metric"
                 return f"the baseline run crashed ({why}); see run.log, fix the command and start again"
@@ -77,7 +76,7 @@ class Scheduler:
         while True:
             await apply_pending(ctx)
             if c.stopping:
-                return self._stop_reason()
+                return c.stop_reason()
             if ctx.max_iterations and ctx.experiments_this_session >= ctx.max_iterations:
                 return f"reached max_iterations ({ctx.max_iterations})"
             if c.paused:
@@ -88,9 +87,15 @@ class Scheduler:
             if pending:
                 await self._run(slot, Job("remeasure", remeasure_of=pending["of"]))
                 continue
-            ready = await self.gate.next(h.next_iteration)
+            if self.held is not None:  # the branch may have moved meanwhile: check it again
+                ready, self.held = await ctx.thread(self.gate.recheck, self.held), None
+            else:
+                ready = await self.gate.next(h.next_iteration)
             if ready is None:
                 if self.gate.end_reason:
                     return self.gate.end_reason
+                continue
+            if c.paused or c.stopping or c.overrides:
+                self.held = None if c.stopping else ready  # paused while the model thought: nothing starts
                 continue
             await self._run(slot, Job("proposal", ready=ready))

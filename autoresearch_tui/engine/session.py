@@ -10,6 +10,7 @@ stop_after_run, stop_now, kill_run, detach, override, add_idea); queries (`git_l
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any, Callable
 
 from .. import config as config_mod
@@ -22,7 +23,7 @@ from .executors.base import Executor
 from .gate import Gate
 from .ledger import GitError
 from .metrics import error_tail, read_log_text
-from .notes import Idea, clean_idea
+from .notes import clean_idea
 from .records import History, RunRecord
 from .recovery import recover
 from .scheduler import Scheduler
@@ -50,6 +51,7 @@ class Session:
         self.started_at = now()
         self.end_reason = ""
         self._broken_subscribers: set[int] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # ----------------------------------------------------------- for callers
     def subscribe(self, fn: Callable[[Event], None]) -> None:
@@ -95,16 +97,18 @@ class Session:
 
     # -------------------------------------------------------------- commands
     def _wake(self) -> None:
+        """Wake the loop; safe from any thread (an idea is queued from a worker thread)."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self.ctx.control.wake.set)
+                return
+            except RuntimeError:
+                pass
         self.ctx.control.wake.set()
 
     def pause(self) -> None:
-        c = self.ctx.control
-        if not c.paused and self.ctx.phase != Phase.STOPPED:
-            c.paused = True
-            self.ctx.notice("paused: the current run (if any) finishes; no new experiment starts")
-            if not self.ctx.running_slots():
-                self.ctx.set_phase(Phase.PAUSED)
-            self._wake()
+        self.ctx.pause("paused: the current run (if any) finishes; no new experiment starts")
 
     def resume(self) -> None:
         if self.ctx.control.paused:
@@ -124,9 +128,11 @@ class Session:
     def stop_now(self) -> None:
         if self.ctx.phase == Phase.STOPPED:
             return
-        self.ctx.control.stopping = True
+        c = self.ctx.control
+        c.stopping = True
+        c.stop_kill = "killed: the session was stopped by the user"
         for slot in self.ctx.slots:
-            slot.request_kill("killed: the session was stopped by the user")
+            slot.request_kill(c.stop_kill, even_idle=True)  # also a run that is starting right now
         self.gate.cancel_requests()
         self.ctx.set_phase(Phase.STOPPING, detail="stopping now")
         self._wake()
@@ -154,9 +160,7 @@ class Session:
         text = clean_idea(text)
         if not text:
             return False
-        ideas = self.ctx.notes.ideas()
-        ideas.append(Idea(text))
-        self.ctx.notes.write_backlog(ideas)
+        ideas = self.ctx.notes.add(text)
         self.bus.emit(BacklogChanged([i.to_dict() for i in ideas]))
         self._wake()
         return True
@@ -164,8 +168,8 @@ class Session:
     def abandon(self) -> None:
         """Last resort when the event loop is gone (the app closed): kill what still runs —
         unless the user chose to leave it running — and release the lock."""
-        if not self.ctx.control.detaching:
-            for slot in self.ctx.running_slots():
+        for slot in self.ctx.running_slots():
+            if not self.ctx.control.leaves_alive(slot.kind):
                 self.ctx.executor.kill(slot.handle, self.cfg.research.kill_grace_s)  # type: ignore[arg-type]
         self.lock.release()
 
@@ -193,7 +197,7 @@ class Session:
     async def run(self) -> str:
         """Run the session until stopped or bounded. Returns why it ended."""
         ctx = self.ctx
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self.bus.bind(loop)
         ctx.control.wake = asyncio.Event()
         for slot in ctx.slots:
@@ -201,9 +205,14 @@ class Session:
         try:
             self.resumed, self.start_branch, notices = await ctx.thread(setup_sync, ctx, self.lock)
         except SetupError:
+            self.lock.release()
             raise
         except GitError as e:
+            self.lock.release()
             raise SetupError(f"{self.root}: {e}") from None
+        except BaseException:
+            self.lock.release()
+            raise
         try:
             self._platform(loop)
             cfg, r = self.cfg, self.cfg.research
@@ -215,10 +224,12 @@ class Session:
             for n in notices:
                 ctx.notice(n, "warning")
             h = ctx.history
-            self.bus.emit(HistoryLoaded(list(h.records), h.best(), h.baseline(), h.running_best()))
+            best, base = h.best(), h.baseline()
+            self.bus.emit(HistoryLoaded([replace(r) for r in h.records], best and replace(best), base and replace(base)))
             self.bus.emit(BacklogChanged([i.to_dict() for i in ctx.notes.ideas()]))
-            if not ctx.control.stopping:
-                await recover(ctx, ctx.slots[0])
+            # always, also after an early stop: a run still alive from before is re-attached
+            # (and killed by "stop now") before anything touches the branch under it
+            await recover(ctx, ctx.slots[0])
             ctx.experiments_this_session = 0  # a recovered run belongs to the earlier session
             msg = await ctx.thread(restore_branch_sync, ctx)
             if msg:
@@ -226,7 +237,7 @@ class Session:
             await ctx.thread(write_notes, ctx)
             self.end_reason = await Scheduler(ctx, self.gate).loop()
         except asyncio.CancelledError:
-            self.end_reason = "detached: the run goes on and will be re-attached" if ctx.control.detaching else "cancelled"
+            self.end_reason = ctx.control.stop_reason() if ctx.control.detaching else "cancelled"
             raise
         finally:
             await self._shutdown()
@@ -257,9 +268,8 @@ class Session:
     async def _shutdown(self) -> None:
         ctx = self.ctx
         self.gate.cancel_requests()
-        if not ctx.control.detaching:
-            # never leave a run behind (a cancelled worker lands here)
-            for slot in ctx.running_slots():
+        for slot in ctx.running_slots():  # never leave a run behind (a cancelled worker lands here)
+            if not ctx.control.leaves_alive(slot.kind):
                 await asyncio.shield(ctx.thread(ctx.executor.kill, slot.handle, self.cfg.research.kill_grace_s))
         try:
             await ctx.proposer.aclose()

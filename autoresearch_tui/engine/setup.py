@@ -15,7 +15,7 @@ from ..fsio import atomic_write_text
 from .context import Ctx, now
 from .integrity import expected_hashes
 from .preflight import preflight
-from .records import History, RunRecord
+from .records import History
 from .state import SessionLock
 
 PLATFORM_TTL_S = 6 * 3600
@@ -55,7 +55,7 @@ def setup_sync(ctx: Ctx, lock: SessionLock) -> tuple[bool, str, list[str]]:
     ctx.results.ensure_files()
     loaded = ctx.results.load()
     notes.extend(loaded.warnings)
-    ctx.history = History((RunRecord.from_dict(r) for r in loaded.records), loaded.events, cfg.metric.direction)
+    ctx.history = History.from_dicts(loaded.records, loaded.events, cfg.metric.direction)
     # the evaluator's expected content: as committed at the session's start
     base = ctx.history.baseline()
     base_commit = base.commit if base and len(base.commit) == 40 else None
@@ -106,9 +106,12 @@ def detect_in_background(ctx: Ctx, done: Callable[[dict[str, Any]], None]) -> th
     run does not wait for it, and quitting does not either. `done` gets the result."""
 
     def work() -> None:
-        from .platform import detect
+        from .platform import advice_for, detect
 
-        data = detect()
+        try:
+            data = detect()
+        except Exception as e:  # noqa: BLE001 - a thread's traceback would print over the TUI
+            data = {"kind": "cpu", "summary": f"unknown ({type(e).__name__})", "advice": advice_for("cpu"), "devices": []}
         data["detected_at"] = now()
         for path in (ctx.paths.platform_cache, machine_cache()):
             try:

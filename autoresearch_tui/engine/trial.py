@@ -8,7 +8,7 @@ start puts the branch on the best commit the records name.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from ..proposers.base import Proposal
@@ -17,7 +17,7 @@ from .context import Ctx, Slot, now
 from .decision import decide
 from .events import Decision, Phase, ProgressReport, RunFinished, RunStarted
 from .executors.base import Handle, RunSpec
-from .gate import Ready, mark_idea
+from .gate import Ready
 from .measure import evaluate_run
 from .notes import render_notes
 from .records import RunRecord
@@ -58,7 +58,7 @@ async def prepare(ctx: Ctx, n: int, job: Job) -> RunRecord:
         rec.update(description=p.description, hypothesis=p.hypothesis, idea=p.idea, mutation=p.mutation, diff_hash=h,
                    tokens=p.tokens, cost_usd=round(p.cost_usd, 6), repair_of=p.repair_of)
         if p.idea:
-            await ctx.thread(mark_idea, ctx, p.idea, "running", f"#{n}")
+            await ctx.thread(ctx.mark_idea, p.idea, "running", f"#{n}")
         return rec
     rec.commit = await ctx.thread(ctx.ledger.head)
     rec.ref = await ctx.thread(ctx.ledger.set_ref, n, rec.commit)
@@ -69,6 +69,19 @@ async def prepare(ctx: Ctx, n: int, job: Job) -> RunRecord:
     else:
         rec.update(description="baseline", is_baseline=True)
     return rec
+
+
+def withdraw(ctx: Ctx, rec: RunRecord) -> None:
+    """(blocking) Take back a committed experiment that never ran (a stop came in between): the
+    branch goes back to the best, its ref goes, and its idea is queued again."""
+    target = ctx.best_commit()
+    if target:
+        ctx.ledger.reset_hard(target)
+    if rec.ref:
+        ctx.ledger.git("update-ref", "-d", rec.ref, check=False)
+    ctx.state.update(pending=None)
+    if rec.idea:
+        ctx.mark_idea(rec.idea, "queued", "")
 
 
 def _link_run_log(ctx: Ctx, log: Any) -> None:
@@ -91,9 +104,13 @@ def _link_run_log(ctx: Ctx, log: Any) -> None:
 def _start_sync(ctx: Ctx, spec: RunSpec, rec: RunRecord) -> Handle:
     integrity.check_before_run(ctx)
     handle = ctx.executor.start(spec)
-    _link_run_log(ctx, spec.log_path)
-    ctx.state.update(pending=None, inflight={**handle.to_state(), "iteration": rec.iteration, "record": rec.to_dict(),
-                                             "timeout_s": spec.timeout_s})
+    try:
+        _link_run_log(ctx, spec.log_path)
+        ctx.state.update(pending=None, inflight={**handle.to_state(), "iteration": rec.iteration, "record": rec.to_dict(),
+                                                 "timeout_s": spec.timeout_s})
+    except BaseException:
+        ctx.executor.kill(handle, spec.grace_s)  # a run nobody could find again must not live on
+        raise
     return handle
 
 
@@ -106,19 +123,13 @@ def announce(ctx: Ctx, rec: RunRecord, handle: Handle, timeout_s: float) -> None
 async def run(ctx: Ctx, slot: Slot, rec: RunRecord, on_started: Callable[[RunRecord], None] | None = None) -> RunRecord:
     """Run the prepared experiment in `slot` and record it."""
     spec = ctx.spec(slot, rec.iteration)
-    slot.iteration, slot.description = rec.iteration, rec.description
-    slot.kill.clear()
-    slot.kill_reason = ""
-    try:
-        handle = await ctx.thread(_start_sync, ctx, spec, rec)
-        slot.handle = handle
-        announce(ctx, rec, handle, spec.timeout_s)
-        if on_started is not None:
-            on_started(rec)
-        handle, outcome = await ctx.run_in_slot(slot, spec, handle)
-        await finish(ctx, slot, rec, handle, outcome)
-    finally:
-        slot.iteration, slot.description = None, ""
+    slot.clear_kill(ctx.control)
+    handle = await ctx.start_in_slot(slot, spec, lambda: _start_sync(ctx, spec, rec))
+    announce(ctx, rec, handle, spec.timeout_s)
+    if on_started is not None:
+        on_started(rec)
+    handle, outcome = await ctx.run_in_slot(slot, spec, handle)
+    await finish(ctx, slot, rec, handle, outcome)
     return rec
 
 
@@ -156,10 +167,12 @@ async def record(ctx: Ctx, rec: RunRecord) -> None:
     await ctx.thread(_after_record_sync, ctx, rec)
     if rec.idea:
         outcome = f"#{n} {status}" + (f" ({rec.metric:.6f})" if rec.metric is not None else "")
-        await ctx.thread(mark_idea, ctx, rec.idea, "tried", outcome)
+        await ctx.thread(ctx.mark_idea, rec.idea, "tried", outcome)
     ctx.set_phase({"keep": Phase.KEPT, "discard": Phase.DISCARDED, "crash": Phase.CRASHED}[status], n, rec.description)
     h = ctx.history
-    ctx.bus.emit(Decision(rec, h.best(), h.baseline(), ctx.experiments_this_session))
+    best, base = h.best(), h.baseline()
+    # copies: a subscriber must not see a record change after the event (an override does that)
+    ctx.bus.emit(Decision(replace(rec), best and replace(best), base and replace(base), ctx.experiments_this_session))
     done = len(h.experiments())
     if done and done % 10 == 0 and rec.is_experiment:
         ctx.bus.emit(ProgressReport(done, progress_line(ctx)))
@@ -180,7 +193,7 @@ def _after_record_sync(ctx: Ctx, rec: RunRecord) -> None:
 
 def write_notes(ctx: Ctx) -> None:
     before, after = render_notes(ctx.cfg, ctx.history, ctx.platform)
-    ctx.notes.write(before, ctx.notes.ideas(), after)
+    ctx.notes.rewrite(before, after)
 
 
 def progress_line(ctx: Ctx) -> str:
