@@ -13,6 +13,8 @@ from ...fsio import fmt_metric
 COLUMNS = [("iter", "#"), ("commit", "commit"), ("metric", "metric"), ("delta", "Δ best"), ("mem", "mem GB"),
            ("status", "status"), ("desc", "description"), ("idea", "idea")]
 STATUS_COLOUR = {"keep": "success", "discard": "warning", "crash": "error"}
+#: told apart without colour too: in 16 colours success and warning may both become plain white
+STATUS_STYLE = {"keep": "bold", "discard": "dim", "crash": "bold"}
 
 
 class ResultsTable(DataTable):
@@ -46,7 +48,7 @@ class ResultsTable(DataTable):
                           + (f" {rec.confidence:+.1f}σ" if rec.confidence is not None else "")
                           + (" !" if rec.flag else "")),
             "mem": Text(f"{mem:.1f}" if mem is not None else "—"),
-            "status": Text(label, style=f"bold {colour}" if colour else "bold"),
+            "status": Text(label, style=f"{STATUS_STYLE.get(status, 'bold')} {colour}".strip()),
             "desc": Text(desc[:120]),
             "idea": Text(rec.idea[:40]),
         }
