@@ -116,7 +116,8 @@ class Gate:
         return int((self.dir / f"arrived-{ticket}").read_text())
 
     def wait_arrived(self, ticket: int, timeout: float = 120) -> int:
-        """Wait until the run with this ticket waits at the gate; returns its pid."""
+        """Wait until the run with this ticket waits at the gate; returns its pid. (This blocks: not
+        for a test whose engine runs on the same event loop.)"""
         wait_until(lambda: (self.dir / f"arrived-{ticket}").exists(), timeout, f"run with gate ticket {ticket} to start")
         return self.pid(ticket)
 
