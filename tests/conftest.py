@@ -122,19 +122,25 @@ class Gate:
         return self.pid(ticket)
 
 
-def wait_until(cond, timeout: float = 60, what: str = "", interval: float = 0.05):
-    """Poll `cond` until it returns something truthy (returned); fail with a clear message after `timeout` s."""
+def _what(what) -> str:
+    return what() if callable(what) else what
+
+
+def wait_until(cond, timeout: float = 60, what="", interval: float = 0.05):
+    """Poll `cond` until it returns something truthy (returned); fail with a clear message after
+    `timeout` s. `what` says what was awaited: a string, or a function called at the failure (to
+    show the state then)."""
     end = time.monotonic() + timeout
     while True:
         value = cond()
         if value:
             return value
         if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what or cond}")
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {_what(what) or cond}")
         time.sleep(interval)
 
 
-async def until(cond, timeout: float = 60, what: str = "", interval: float = 0.02):
+async def until(cond, timeout: float = 60, what="", interval: float = 0.02):
     """The asyncio twin of wait_until (lets the engine run while waiting)."""
     end = time.monotonic() + timeout
     while True:
@@ -142,7 +148,7 @@ async def until(cond, timeout: float = 60, what: str = "", interval: float = 0.0
         if value:
             return value
         if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what or cond}")
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {_what(what) or cond}")
         await asyncio.sleep(interval)
 
 

@@ -176,7 +176,7 @@ def test_pipelining_prepares_the_next_proposal_while_the_run_trains(tmp_path):
                 if n < 3:
                     # run #n is still going (held at the gate): the proposal for #n+1 is asked for now
                     await until(lambda: len(srv.requests) >= n + 1, 30,
-                                f"the request for experiment #{n + 1} while run #{n} trains (requests: {len(srv.requests)})")
+                                lambda: f"the request for experiment #{n + 1} while run #{n} trains (requests: {len(srv.requests)})")
                 asked.append(len(srv.requests))
                 assert not [e for e in events if isinstance(e, ev.RunFinished) and e.iteration == n]  # still going
                 gate.release(n)

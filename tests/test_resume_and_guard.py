@@ -63,7 +63,7 @@ class Lines:
             self.lines.append(line)
 
     def wait_for(self, text: str, timeout: float = 60) -> None:
-        wait_until(lambda: any(text in ln for ln in self.lines), timeout, f"{text!r} on stdout; got {self.lines}")
+        wait_until(lambda: any(text in ln for ln in self.lines), timeout, lambda: f"{text!r} on stdout; got {self.lines}")
 
 
 def _wait_inflight(root: Path, iteration: int, timeout: float = 60) -> dict:

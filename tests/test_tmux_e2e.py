@@ -60,7 +60,7 @@ class Tmux:
                               capture_output=True).returncode == 0
 
     def wait_gone(self, timeout: float = 30) -> None:
-        wait_until(lambda: not self.alive(), timeout, f"the app to quit; screen was:\n{self.screen()}")
+        wait_until(lambda: not self.alive(), timeout, lambda: f"the app to quit; screen was:\n{self.screen()}")
 
 
 _SGR = re.compile(r"\x1b\[([0-9;:]*)m")

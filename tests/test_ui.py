@@ -50,7 +50,7 @@ async def wait_for(pilot, cond, timeout=30.0, what=""):
         if cond():
             return
         await pilot.pause(0.05)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what or cond}")
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {(what() if callable(what) else what) or cond}")
 
 
 def decisions(events):
@@ -161,7 +161,7 @@ async def test_typed_idea_with_bound_letters_fires_no_action_and_is_queued_then_
             before = idea_input.value
             await _type(pilot, text)
             # the keys are handled in order: once the last letter is in the input, every one was
-            await wait_for(pilot, lambda: idea_input.value == before + text, 10, "the text to arrive")
+            await wait_for(pilot, lambda: idea_input.value == before + text, 10, lambda: f"the text to arrive (input: {idea_input.value!r})")
             assert app.focused is idea_input
             assert not eng.paused and not eng.stopping  # no p, no s
             assert app.screen is screen  # no kill confirmation (x), quit dialog (q), help (?), chart (g), palette (t)
