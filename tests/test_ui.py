@@ -7,6 +7,7 @@ that must be "going" while keys land wait at a Gate until the test lets them go.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
@@ -335,16 +336,25 @@ async def test_a_flood_of_output_does_not_freeze_keys(tmp_path, gate):
     async with app.run_test(size=(120, 40)) as pilot:
         log = app.screen.query_one("#log")
         await wait_for(pilot, lambda: log.line_count > 2000, 60, "the flood to reach the log pane")
+
+        async def latency(key, cond, what):
+            # from the key to the screen's answer; not pilot.press's own wait for an idle app, which
+            # a flooding app never is
+            t0 = time.monotonic()
+            press = asyncio.create_task(pilot.press(key))
+            await wait_for(pilot, cond, 5, what)
+            dt = time.monotonic() - t0
+            await press
+            return dt
+
         lat = []
         for _ in range(5):
-            t0 = time.monotonic()
-            await pilot.press("question_mark")
-            await wait_for(pilot, lambda: isinstance(app.screen, TextScreen), 5, "help")
-            await pilot.press("escape")
-            await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), 5, "back")
-            lat.append(time.monotonic() - t0)
+            lat.append(await latency("question_mark", lambda: isinstance(app.screen, TextScreen), "help"))
+            lat.append(await latency("escape", lambda: isinstance(app.screen, MainScreen), "back"))
         assert not of(events, ev.RunFinished), "the flood ended before the keys were measured"
-        assert max(lat) < 2.0, lat  # responsive (measured precisely in bench/)
+        # responsive: seen up to 0.6 s per key here with both cores busy (measured precisely in bench/); a
+        # frozen screen would not answer at all until the test releases the flood
+        assert max(lat) < 1.5, lat
         assert log.line_count <= 5000 + 10  # bounded memory
         gate.release(0)
         await wait_for(pilot, lambda: len(decisions(events)) == 1, 60, "the flooding run to be recorded")
