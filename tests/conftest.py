@@ -45,6 +45,113 @@ def evaluate(x):
 TEST_PLATFORM = {"kind": "cpu", "summary": "CPU (test)", "advice": [], "devices": [], "detected_at": 4e9}
 
 
+GATE_LIMIT_S = 120  # a held run gives up (exit 3, no metric) if the test never lets it go
+
+
+class Gate:
+    """Holds toy runs until the test lets them go, so that "while the run is going" lasts as long as
+    the test needs, whatever the machine's load.
+
+    A gated train.py (``gate.script(...)``) takes the next ticket when it reaches the gate (the
+    first gated run gets 0, the next 1, ...; the file ``arrived-N`` holds its pid), then blocks
+    before printing its metric until the test calls ``release(N)`` or ``open()``. The directory
+    lives outside the repository; its absolute path is written into the script, so it reaches
+    runs whatever the engine does to their environment.
+    """
+
+    def __init__(self, d: Path):
+        self.dir = Path(d)
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def code(self, when: str = "True") -> str:
+        """Python lines (module level) that wait at the gate when the expression `when` is true."""
+        return (
+            "def _gate(d, when, limit):\n"
+            "    import os, sys, time\n"
+            "    if not when:\n"
+            "        return\n"
+            "    n = 0\n"
+            "    while True:\n"
+            "        try:\n"
+            "            os.close(os.open(os.path.join(d, f'ticket-{n}'), os.O_CREAT | os.O_EXCL | os.O_WRONLY))\n"
+            "            break\n"
+            "        except FileExistsError:\n"
+            "            n += 1\n"
+            "    with open(os.path.join(d, f'arrived-{n}.tmp'), 'w') as f:\n"
+            "        f.write(str(os.getpid()))\n"
+            "    os.rename(os.path.join(d, f'arrived-{n}.tmp'), os.path.join(d, f'arrived-{n}'))\n"
+            "    print(f'gate: ticket {n} waits', flush=True)\n"
+            "    end = time.time() + limit\n"
+            "    while not (os.path.exists(os.path.join(d, 'open')) or os.path.exists(os.path.join(d, f'release-{n}'))):\n"
+            "        if time.time() > end:\n"
+            "            print(f'gate: ticket {n} was never released', flush=True)\n"
+            "            sys.exit(3)\n"
+            "        time.sleep(0.02)\n"
+            "    print(f'gate: ticket {n} released', flush=True)\n"
+            f"_gate({str(self.dir)!r}, {when}, {GATE_LIMIT_S})\n"
+        )
+
+    def script(self, train: str = TOY_TRAIN, when: str = "True", at: str = "time.sleep(SLEEP)\n") -> str:
+        """`train` with the gate inserted after the line `at` (by default: before the metric)."""
+        assert at in train, at
+        return train.replace(at, at + self.code(when), 1)
+
+    def release(self, *tickets: int) -> None:
+        for n in tickets:
+            (self.dir / f"release-{n}").touch()
+
+    def open(self) -> None:
+        """Let every run through, now and later."""
+        (self.dir / "open").touch()
+
+    def close(self) -> None:
+        """Runs that reach the gate from now on wait again (unless their ticket was released)."""
+        (self.dir / "open").unlink(missing_ok=True)
+
+    def arrived(self) -> int:
+        """How many runs have reached the gate so far."""
+        return len([p for p in self.dir.glob("arrived-*") if not p.name.endswith(".tmp")])
+
+    def pid(self, ticket: int) -> int:
+        return int((self.dir / f"arrived-{ticket}").read_text())
+
+    def wait_arrived(self, ticket: int, timeout: float = 120) -> int:
+        """Wait until the run with this ticket waits at the gate; returns its pid. (This blocks: not
+        for a test whose engine runs on the same event loop.)"""
+        wait_until(lambda: (self.dir / f"arrived-{ticket}").exists(), timeout, f"run with gate ticket {ticket} to start")
+        return self.pid(ticket)
+
+
+def _what(what) -> str:
+    return what() if callable(what) else what
+
+
+def wait_until(cond, timeout: float = 60, what="", interval: float = 0.05):
+    """Poll `cond` until it returns something truthy (returned); fail with a clear message after
+    `timeout` s. `what` says what was awaited: a string, or a function called at the failure (to
+    show the state then)."""
+    end = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {_what(what) or cond}")
+        time.sleep(interval)
+
+
+async def until(cond, timeout: float = 60, what="", interval: float = 0.02):
+    """The asyncio twin of wait_until (lets the engine run while waiting)."""
+    end = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {_what(what) or cond}")
+        await asyncio.sleep(interval)
+
+
 def git(root: Path, *args: str) -> str:
     return subprocess.run(["git", *args], cwd=root, check=True, capture_output=True, text=True).stdout
 
@@ -124,6 +231,33 @@ def run_engine(cfg, proposer=None, max_iterations: int = 3, on_event=None, poll_
     return eng, events
 
 
+def drive_engine(cfg, driver, proposer=None, max_iterations: int = 3, poll_s: float = 0.02):
+    """Run a real engine while the coroutine `driver(eng, events)` steers it (waits on events, sends
+    commands); the engine is stopped if the driver fails. Returns (engine, events, driver's result)."""
+    from autoresearch_tui.launch import new_session
+
+    eng = new_session(cfg, proposer=proposer, max_iterations=max_iterations, platform=dict(TEST_PLATFORM), poll_s=poll_s)
+    events: list = []
+    eng.subscribe(events.append)
+
+    async def main():
+        task = asyncio.create_task(eng.run())
+        try:
+            result = await driver(eng, events)
+        except BaseException:
+            eng.stop_now()
+            try:
+                await asyncio.wait_for(task, 60)
+            except BaseException:  # noqa: BLE001 - the driver's failure is the one to report
+                pass
+            raise
+        await task
+        return result
+
+    result = asyncio.run(main())
+    return eng, events, result
+
+
 def cli(root: Path, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     e = dict(os.environ)
     e.update(env or {})
@@ -136,7 +270,7 @@ def cli(root: Path, *args: str, timeout: float = 120, env: dict[str, str] | None
 def tsv_rows(root: Path, name: str = "results.tsv") -> list[dict[str, str]]:
     lines = (root / name).read_text().splitlines()
     cols = lines[0].split("\t")
-    return [dict(zip(cols, ln.split("\t"))) for ln in lines[1:] if ln.strip()]
+    return [dict(zip(cols, ln.split("\t"), strict=False)) for ln in lines[1:] if ln.strip()]
 
 
 def jsonl_runs(root: Path) -> list[dict[str, Any]]:

@@ -115,7 +115,6 @@ REPO_CASES = [
 
 
 def _setup_case(tmp_path: Path, kind: str) -> Path:
-    import tomli_w
 
     root = tmp_path / "r"
     if kind == "nogit":

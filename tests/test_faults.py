@@ -6,7 +6,7 @@ Short by default (CI). The long mode: AUTORESEARCH_LONG=1 python -m pytest tests
 
 from __future__ import annotations
 
-import asyncio
+import json
 import os
 import random
 import signal
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import PY, TOY_TRAIN, git, jsonl_runs, load_cfg, make_repo, run_engine, tsv_rows
+from conftest import PY, TOY_TRAIN, git, jsonl_runs, load_cfg, make_repo, run_engine, tsv_rows, wait_until
 from test_engine_loop import ScriptedProposer
 
 from autoresearch_tui.engine import events as ev
@@ -46,7 +46,7 @@ def check_invariants(root: Path) -> None:
     recs = jsonl_runs(root)
     assert len(rows) == len(recs), "results.tsv and runs.jsonl disagree"
     assert [r["iteration"] for r in recs] == list(range(len(recs))), "a row was lost or duplicated"
-    for r, row in zip(recs, rows):
+    for r, row in zip(recs, rows, strict=True):
         assert row["commit"] == r["commit"][:7] and row["status"] == r["status"]
         if len(r.get("commit", "")) == 40:
             assert git(root, "rev-parse", f"refs/autoresearch/t1/{r['iteration']}").strip() == r["commit"]
@@ -56,27 +56,77 @@ def check_invariants(root: Path) -> None:
     assert _leftover_processes(root) == []
 
 
+def _last_started(root: Path) -> int:
+    """The iteration of the latest run that started (one log file each, confirm and guard logs aside); -1: none."""
+    return max((int(p.stem) for p in (root / ".autoresearch" / "logs").glob("[0-9][0-9][0-9][0-9][0-9].log")), default=-1)
+
+
+def _recorded(root: Path) -> set[int]:
+    """Iterations with a complete record in runs.jsonl (a partial last line is skipped)."""
+    out = set()
+    try:
+        text = (root / ".autoresearch" / "runs.jsonl").read_text()
+    except FileNotFoundError:
+        return out
+    for ln in text.splitlines():
+        try:
+            r = json.loads(ln)
+        except ValueError:
+            continue
+        if r.get("kind", "run") == "run":
+            out.add(r["iteration"])
+    return out
+
+
+def _pending(root: Path) -> int | None:
+    try:
+        return (json.loads((root / ".autoresearch" / "state.json").read_text()).get("pending") or {}).get("iteration")
+    except (OSError, ValueError):
+        return None
+
+
+# Where a cycle kills the app, once the run of a new iteration N has started (files on disk say so):
+KILL_POINTS = {
+    "during the run": lambda root, n: True,
+    "after the row is recorded": lambda root, n: n in _recorded(root),
+    # the commit of N+1 exists and its run has not started; the window is short, so the start of
+    # the run (a new log) ends the wait too: then the kill lands early in that run
+    "after the next commit": lambda root, n: _pending(root) == n + 1 or _last_started(root) > n,
+}
+
+
 def test_kill_9_anywhere_loses_nothing(tmp_path):
     cycles = 50 if LONG else 6
-    train = TOY_TRAIN.replace("SLEEP = 0.0", "SLEEP = 0.15")
+    # more knobs than the toy's: the mutate proposer must not run out within the long mode's 50 cycles
+    train = TOY_TRAIN.replace("SLEEP = 0.0", "SLEEP = 0.15\nWARMUP = 100\nDECAY = 0.5\nCLIP = 1.0\nHEADS = 8")
     root = make_repo(tmp_path / "r", train=train, research={"kill_grace_s": 0.5})
     rng = random.Random(1234)
+    seen = []
     for i in range(cycles):
+        last = _last_started(root)
+        point = "during the run" if i == 0 else rng.choice(list(KILL_POINTS))
         app = subprocess.Popen([PY, "-m", "autoresearch_tui", "--headless"], cwd=root,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, 2.5) if i else 2.0)
-        if app.poll() is not None:
-            err = app.stderr.read().decode()
-            assert app.returncode == 0, err
-        os.kill(app.pid, signal.SIGKILL)
-        app.wait()
+        try:
+            # every cycle waits for a new run to start, so the loop advances one iteration per cycle
+            # however slow the machine; then the kill lands at the chosen point
+            wait_until(lambda: _last_started(root) > last or app.poll() is not None, 120, f"cycle {i}: a new run to start")
+            n = _last_started(root)
+            wait_until(lambda: KILL_POINTS[point](root, n) or app.poll() is not None, 120, f"cycle {i}: #{n} {point}")
+            assert app.poll() is None, f"the app ended by itself ({app.returncode}): {app.stderr.read().decode()}"
+        finally:
+            if app.poll() is None:
+                os.kill(app.pid, signal.SIGKILL)
+            app.wait()
+        seen.append((n, point))
     # a last, clean, bounded session settles whatever the last kill interrupted
     p = subprocess.run([PY, "-m", "autoresearch_tui", "--headless", "--max-iterations", "1"], cwd=root,
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     check_invariants(root)
     recs = jsonl_runs(root)
-    assert len(recs) >= cycles  # the loop made progress despite the kills
+    assert len(recs) >= cycles + 1, seen  # one iteration per cycle, all recorded, plus the last session's
+    assert {point for _, point in seen} == set(KILL_POINTS), seen  # every kill point was hit
 
 
 class Endless(Proposer):

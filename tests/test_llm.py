@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
+import json
 import time
 
 import pytest
-from conftest import TOY_TRAIN, git, jsonl_runs, load_cfg, make_repo, run_engine, tsv_rows
+from conftest import TOY_TRAIN, Gate, drive_engine, git, jsonl_runs, load_cfg, make_repo, run_engine, tsv_rows, until
 from llm_server import ScriptedLLM, edit
 
 from autoresearch_tui.engine import events as ev
@@ -165,21 +164,28 @@ def test_trivial_crash_gets_one_repair_attempt(tmp_path):
 
 
 def test_pipelining_prepares_the_next_proposal_while_the_run_trains(tmp_path):
-    train = TOY_TRAIN.replace("SLEEP = 0.0", "SLEEP = 1.0")
+    gate = Gate(tmp_path / "gate")  # every run waits at the gate until the test releases it
     replies = [edit("a", "DEPTH = 2", "DEPTH = 3"), edit("b", "WIDTH = 32", "WIDTH = 48"), edit("c", "LR = 0.01", "LR = 0.02")]
     with ScriptedLLM(replies) as srv:
-        root = make_repo(tmp_path / "r", train=train, proposer={"kind": "llm", "model": "openai/test-model", "api_base": srv.base})
-        stamps = []
+        root = make_repo(tmp_path / "r", train=gate.script(), research={"time_budget_s": 120},
+                         proposer={"kind": "llm", "model": "openai/test-model", "api_base": srv.base})
 
-        def on_event(eng, e):
-            if isinstance(e, (ev.RunStarted, ev.RunFinished)):
-                stamps.append((type(e).__name__, time.monotonic(), len(srv.requests)))
+        async def driver(eng, events):
+            asked = []
+            for n in range(4):
+                await until(lambda: gate.arrived() > n, 60, f"run #{n} to start")
+                if n < 3:
+                    # run #n is still going (held at the gate): the proposal for #n+1 is asked for now
+                    await until(lambda: len(srv.requests) >= n + 1, 30,
+                                lambda: f"the request for experiment #{n + 1} while run #{n} trains (requests: {len(srv.requests)})")
+                asked.append(len(srv.requests))
+                assert not [e for e in events if isinstance(e, ev.RunFinished) and e.iteration == n]  # still going
+                gate.release(n)
+            return asked
 
-        _engine_run(root, n=3, on_event=on_event)
-    # the request for experiment #2 was made while #1 was running
-    starts = [s for s in stamps if s[0] == "RunStarted"]
-    finishes = [s for s in stamps if s[0] == "RunFinished"]
-    assert finishes[1][2] >= 2, stamps  # by the end of run #1, the 2nd proposal had been asked for
+        cfg = load_cfg(root)
+        eng, events, asked = drive_engine(cfg, driver, proposer=LLMProposer(cfg), max_iterations=3)
+    assert asked == [1, 2, 3, 3]  # one request ahead while each run trains; none after the last experiment
     assert [r["description"] for r in jsonl_runs(root)] == ["baseline", "a", "b", "c"]
 
 
@@ -188,29 +194,22 @@ def test_cost_cap_pauses_the_loop(tmp_path):
     with ScriptedLLM([edit("w", "WIDTH = 32", "WIDTH = 48"), edit("d", "DEPTH = 2", "DEPTH = 3")]) as srv:
         root = make_repo(tmp_path / "r", proposer={"kind": "llm", "model": "openai/gpt-4o", "api_base": srv.base,
                                                    "max_cost_usd": 0.0000001, "pipeline": False})
-        cfg = load_cfg(root)
-        from autoresearch_tui.launch import new_session
-        from conftest import TEST_PLATFORM
 
-        eng = new_session(cfg, max_iterations=3, platform=dict(TEST_PLATFORM), poll_s=0.02)
-        events = []
-        eng.subscribe(events.append)
+        async def driver(eng, events):
+            def paused_after_1():
+                done = [i for i, e in enumerate(events) if isinstance(e, ev.Decision) and e.record.iteration == 1]
+                return done and any(isinstance(e, ev.PhaseChanged) and e.phase == ev.Phase.PAUSED for e in events[done[0]:])
 
-        async def main():
-            task = asyncio.create_task(eng.run())
-            for _ in range(300):
-                await asyncio.sleep(0.05)
-                if eng.paused and eng.current_run is None and len(eng.records) >= 2:
-                    break
-            paused = eng.paused
+            # the proposal that reached the cap is still run; then the loop waits
+            await until(paused_after_1, 60, "the loop to pause after experiment #1")
             eng.stop_now()
-            await task
-            return paused
 
-        paused = asyncio.run(main())
-    assert paused
+        eng, events, _ = drive_engine(load_cfg(root), driver, max_iterations=3)
     assert any(isinstance(e, ev.Notice) and "cost cap reached" in e.text for e in events)
     assert eng.total_cost > 0
+    assert len(srv.requests) == 1  # nothing was asked for past the cap
+    assert [e.iteration for e in events if isinstance(e, ev.RunStarted)] == [0, 1]
+    assert eng.end_reason == "stopped by the user"
 
 
 def test_sentinel_key_is_nowhere_on_disk_and_not_in_the_run_environment(tmp_path):
@@ -252,7 +251,11 @@ def test_litellm_is_not_imported_by_the_engine_or_the_tui_start():
     import subprocess
     import sys
 
-    code = ("import sys, autoresearch_tui.ui.app, autoresearch_tui.engine.session, autoresearch_tui.proposers; "
-            "sys.exit(1 if 'litellm' in sys.modules else 0)")
-    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
-    assert os.environ.get("OPENAI_API_KEY") == SENTINEL
+    mods = ["autoresearch_tui.ui.app", "autoresearch_tui.engine.session", "autoresearch_tui.proposers"]
+    code = (f"import importlib, json, sys\nfor m in {mods!r}:\n    importlib.import_module(m)\n"
+            "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('autoresearch_tui', 'litellm'))))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    loaded = json.loads(p.stdout)
+    assert set(mods) <= set(loaded), loaded  # they were imported...
+    assert not [m for m in loaded if m.split(".")[0] == "litellm"], loaded  # ...and litellm was not

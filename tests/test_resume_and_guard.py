@@ -6,10 +6,10 @@ import json
 import os
 import signal
 import subprocess
-import time
+import threading
 from pathlib import Path
 
-from conftest import PY, TOY_TRAIN, git, jsonl_runs, load_cfg, make_repo, pids_alive, run_engine, tsv_rows
+from conftest import PY, TOY_TRAIN, Gate, git, jsonl_runs, load_cfg, make_repo, run_engine, tsv_rows, wait_until
 from test_engine_loop import ScriptedProposer
 
 from autoresearch_tui.engine import runner
@@ -45,51 +45,74 @@ def test_evaluator_edited_before_a_run_is_restored_first(tmp_path):
     assert jsonl_runs(root)[1]["status"] == "keep"
 
 
-SLOW = TOY_TRAIN.replace("time.sleep(SLEEP)", "time.sleep(SLEEP if MODE == 'ok' else 3)")
-
-
 def _start_headless(root: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen([PY, "-m", "autoresearch_tui", "--headless", *args], cwd=root,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
 
 
+class Lines:
+    """The stdout of a running app, read line by line in a thread (so a test can wait for a line)."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self.thread.start()
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        for line in proc.stdout:
+            self.lines.append(line)
+
+    def wait_for(self, text: str, timeout: float = 60) -> None:
+        wait_until(lambda: any(text in ln for ln in self.lines), timeout, lambda: f"{text!r} on stdout; got {self.lines}")
+
+
 def _wait_inflight(root: Path, iteration: int, timeout: float = 60) -> dict:
-    end = time.time() + timeout
-    while time.time() < end:
+    def inflight():
         try:
             st = json.loads((root / ".autoresearch" / "state.json").read_text())
-            if st.get("inflight", {}).get("iteration") == iteration:
-                return st["inflight"]
         except (OSError, ValueError):
-            pass
-        time.sleep(0.05)
-    raise AssertionError("the run never started")
+            return None
+        return st.get("inflight") if (st.get("inflight") or {}).get("iteration") == iteration else None
+
+    return wait_until(inflight, timeout, f"experiment #{iteration} to be recorded as in flight")
 
 
-def _ideas_repo(tmp_path):
-    root = make_repo(tmp_path / "r", train=SLOW)
-    # the first experiment is slow: the user's order sets MODE, which the loop runs next
+def _ideas_repo(tmp_path) -> tuple[Path, Gate]:
+    gate = Gate(tmp_path / "gate")
+    # the first experiment (MODE=slow, the user's order, which the loop runs next) waits at the gate
+    # until the test opens it; the baseline (MODE "ok") goes through
+    root = make_repo(tmp_path / "r", train=gate.script(when="MODE != 'ok'"), research={"time_budget_s": 120})
     (root / "autoresearch.md").write_text("## Backlog\n\n- [ ] MODE=slow\n")
-    return root
+    return root, gate
 
 
-def _kill_9_during_experiment_1(tmp_path) -> tuple[Path, runner.RunHandle]:
-    """Start a session, SIGKILL the app while experiment #1 runs; return the repo and the run."""
-    root = _ideas_repo(tmp_path)
+def _kill_9_during_experiment_1(tmp_path) -> tuple[Path, runner.RunHandle, Gate]:
+    """Start a session, SIGKILL the app while experiment #1 runs (held at the gate); return the
+    repo, the run and the gate."""
+    root, gate = _ideas_repo(tmp_path)
     app = _start_headless(root, "--max-iterations", "2")
-    inflight = _wait_inflight(root, 1)
-    os.kill(app.pid, signal.SIGKILL)
-    app.wait()
-    return root, runner.RunHandle.from_state(inflight)
+    try:
+        inflight = _wait_inflight(root, 1)
+        gate.wait_arrived(0)
+    finally:
+        os.kill(app.pid, signal.SIGKILL)
+        app.wait()
+    return root, runner.RunHandle.from_state(inflight), gate
 
 
 def test_resume_reattaches_a_run_that_outlived_a_kill_9(tmp_path):
-    root, h = _kill_9_during_experiment_1(tmp_path)
-    assert runner.is_alive(h), "the experiment should still be running"
-    p = subprocess.run([PY, "-m", "autoresearch_tui", "--headless", "--max-iterations", "1"], cwd=root,
-                       capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0, p.stderr
-    assert "re-attached to experiment #1" in p.stdout
+    root, h, gate = _kill_9_during_experiment_1(tmp_path)
+    try:
+        assert runner.is_alive(h), "the experiment should still be running"
+        app = _start_headless(root, "--max-iterations", "1")
+        out = Lines(app)
+        out.wait_for("re-attached to experiment #1")
+        assert runner.is_alive(h)  # re-attached, not restarted
+        gate.open()
+        assert app.wait(timeout=120) == 0, app.stderr.read()
+    finally:
+        gate.open()
+    assert gate.arrived() == 1  # experiment #1 ran once
     recs = jsonl_runs(root)
     assert [r["iteration"] for r in recs] == [0, 1, 2]
     assert recs[1]["description"] == "MODE 'ok' -> 'slow'" and recs[1]["metric"] is not None
@@ -103,11 +126,9 @@ def test_resume_reattaches_a_run_that_outlived_a_kill_9(tmp_path):
 
 
 def test_resume_scores_a_run_that_finished_while_the_app_was_dead(tmp_path):
-    root, h = _kill_9_during_experiment_1(tmp_path)
-    end = time.time() + 20
-    while runner.is_alive(h) and time.time() < end:
-        time.sleep(0.1)
-    assert not runner.is_alive(h)
+    root, h, gate = _kill_9_during_experiment_1(tmp_path)
+    gate.open()  # the run finishes with nobody watching
+    wait_until(lambda: not runner.is_alive(h), 60, "the orphaned experiment to finish")
     p = subprocess.run([PY, "-m", "autoresearch_tui", "--headless", "--max-iterations", "1"], cwd=root,
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
@@ -115,20 +136,24 @@ def test_resume_scores_a_run_that_finished_while_the_app_was_dead(tmp_path):
     recs = jsonl_runs(root)
     assert [r["iteration"] for r in recs] == [0, 1, 2]
     assert recs[1]["status"] in ("keep", "discard") and recs[1]["exit_code"] == 0
+    assert recs[1]["metric"] == recs[0]["metric"]  # scored from its log: MODE does not change the toy's value
 
 
 def test_second_instance_refuses_with_a_clear_message(tmp_path):
-    root = _ideas_repo(tmp_path)
+    root, gate = _ideas_repo(tmp_path)
     app = _start_headless(root, "--max-iterations", "1")
     try:
         _wait_inflight(root, 1)
+        gate.wait_arrived(0)  # the first instance holds the lock, with a run going, until the gate opens
         p = subprocess.run([PY, "-m", "autoresearch_tui", "--headless"], cwd=root, capture_output=True, text=True, timeout=60)
         assert p.returncode == 2
         assert "another autoresearch-tui" in p.stderr and "Traceback" not in p.stderr
         assert len(p.stderr.strip().splitlines()) == 1
         chk = subprocess.run([PY, "-m", "autoresearch_tui", "check"], cwd=root, capture_output=True, text=True, timeout=60)
         assert chk.returncode == 2 and "another autoresearch-tui is running" in chk.stderr
+        assert gate.arrived() == 1 and app.poll() is None  # the first instance is still at its run
     finally:
+        gate.open()
         out, err = app.communicate(timeout=60)
     assert app.returncode == 0, err
     assert len(tsv_rows(root)) == 2  # the first instance was undisturbed

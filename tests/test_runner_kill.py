@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import PY, TOY_TRAIN, jsonl_runs, load_cfg, make_repo, pids_alive, run_engine
+from conftest import PY, TOY_TRAIN, jsonl_runs, load_cfg, make_repo, pids_alive, run_engine, wait_until
 
 from autoresearch_tui.engine import runner
 
@@ -25,7 +25,9 @@ print("val_bpb: 1.0")
 
 
 def test_timeout_kills_sigterm_ignoring_workers_in_their_own_sessions(tmp_path):
-    root = make_repo(tmp_path / "r", train=TORCHRUN_LIKE, research={"time_budget_s": 1, "timeout_s": 2, "kill_grace_s": 0.5})
+    # the three workers must have started (and written their pids) before the kill at 3 s: a
+    # margin of seconds over the ~0.1 s they take, also on a loaded machine
+    root = make_repo(tmp_path / "r", train=TORCHRUN_LIKE, research={"time_budget_s": 1, "timeout_s": 3, "kill_grace_s": 0.5})
     cfg = load_cfg(root)
     from test_engine_loop import ScriptedProposer
 
@@ -36,7 +38,7 @@ def test_timeout_kills_sigterm_ignoring_workers_in_their_own_sessions(tmp_path):
     assert rec["status"] == "crash" and rec["timed_out"] is True
     assert "timed out" in rec["crash_reason"]
     pids = [int(x) for x in (root / "pids.txt").read_text().split()]
-    assert len(pids) == 5  # baseline root + hang root + 3 workers
+    assert len(pids) == 5, pids  # baseline root + hang root + 3 workers
     assert pids_alive(pids) == []
     assert rec["survivors"] == 0
     assert time.time() - t0 < 20
@@ -56,11 +58,8 @@ def test_kill_tree_finds_double_forked_daemon(tmp_path):
         "time.sleep(600)\n"
     )
     h = runner.start(f"{PY} {script}", tmp_path, tmp_path / "log", tmp_path / "exit", 5)
-    for _ in range(100):
-        if (tmp_path / "daemon.pid").exists() and (tmp_path / "daemon.pid").read_text():
-            break
-        time.sleep(0.05)
-    dpid = int((tmp_path / "daemon.pid").read_text())
+    pidfile = tmp_path / "daemon.pid"
+    dpid = int(wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), 60, "the daemon to write its pid"))
     assert pids_alive([dpid]) == [dpid]
     left = runner.kill_tree(h, grace_s=0.3)
     assert left == 0
@@ -68,10 +67,13 @@ def test_kill_tree_finds_double_forked_daemon(tmp_path):
 
 
 def test_run_that_forks_a_daemon_leaves_nothing_behind(tmp_path):
+    # the run ends only once its daemon has written its pid (however long that takes)
     src = TOY_TRAIN + (
         "\nimport subprocess, sys\n"
-        "p = subprocess.Popen([sys.executable, '-c', \"import os,time; open('d.pid','w').write(str(os.getpid())); time.sleep(600)\"], start_new_session=True)\n"
-        "time.sleep(0.3)\n"
+        "p = subprocess.Popen([sys.executable, '-c', \"import os,time; open('d.pid.tmp','w').write(str(os.getpid())); "
+        "os.rename('d.pid.tmp', 'd.pid'); time.sleep(600)\"], start_new_session=True)\n"
+        "while not os.path.exists('d.pid'):\n"
+        "    time.sleep(0.02)\n"
     )
     root = make_repo(tmp_path / "r", train=src)
     cfg = load_cfg(root)
@@ -85,8 +87,7 @@ def test_run_that_forks_a_daemon_leaves_nothing_behind(tmp_path):
 
 def test_exit_status_file_and_environment(tmp_path):
     h = runner.start("echo hi; exit 3", tmp_path, tmp_path / "log", tmp_path / "exit", 7)
-    while runner.is_alive(h):
-        time.sleep(0.02)
+    wait_until(lambda: not runner.is_alive(h), 30, "the command to end", interval=0.02)
     assert runner.read_exit_code(h) == 3
     assert (tmp_path / "exit").read_text().strip() == "3"
     assert (tmp_path / "log").read_text() == "hi\n"
