@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -196,19 +197,20 @@ def test_cost_cap_pauses_the_loop(tmp_path):
                                                    "max_cost_usd": 0.0000001, "pipeline": False})
 
         async def driver(eng, events):
-            def paused_after_1():
-                done = [i for i, e in enumerate(events) if isinstance(e, ev.Decision) and e.record.iteration == 1]
-                return done and any(isinstance(e, ev.PhaseChanged) and e.phase == ev.Phase.PAUSED for e in events[done[0]:])
+            def paused_with_1_held():
+                ready = [i for i, e in enumerate(events) if isinstance(e, ev.ProposalReady) and e.iteration == 1]
+                return ready and any(isinstance(e, ev.PhaseChanged) and e.phase == ev.Phase.PAUSED for e in events[ready[0]:])
 
-            # the proposal that reached the cap is still run; then the loop waits
-            await until(paused_after_1, 60, "the loop to pause after experiment #1")
+            # the proposal that reached the cap is kept for after the pause, not run: no new experiment starts
+            await until(paused_with_1_held, 60, "the loop to pause with proposal #1 held")
+            await asyncio.sleep(0.5)
             eng.stop_now()
 
         eng, events, _ = drive_engine(load_cfg(root), driver, max_iterations=3)
     assert any(isinstance(e, ev.Notice) and "cost cap reached" in e.text for e in events)
     assert eng.total_cost > 0
     assert len(srv.requests) == 1  # nothing was asked for past the cap
-    assert [e.iteration for e in events if isinstance(e, ev.RunStarted)] == [0, 1]
+    assert [e.iteration for e in events if isinstance(e, ev.RunStarted)] == [0]
     assert eng.end_reason == "stopped by the user"
 
 

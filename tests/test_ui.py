@@ -358,5 +358,5 @@ async def test_a_flood_of_output_does_not_freeze_keys(tmp_path, gate):
         assert log.line_count <= 5000 + 10  # bounded memory
         gate.release(0)
         await wait_for(pilot, lambda: len(decisions(events)) == 1, 60, "the flooding run to be recorded")
-        assert decisions(events)[0]["status"] == "keep"
+        assert decisions(events)[0].status == "keep"
         await quit_app(pilot, app, eng)
