@@ -108,6 +108,10 @@ class Ledger:
             changes.append(Change(path, xy))
         return changes
 
+    def tracked_changes(self) -> list[Change]:
+        """Changes to tracked files (untracked ones, like the tool's own files, left out)."""
+        return [c for c in self.status() if not c.status.startswith("??")]
+
     # ------------------------------------------------------------- housekeeping
     def ensure_excludes(self) -> None:
         """Ignore rules for the tool's files in .git/info/exclude (the user's .gitignore stays)."""

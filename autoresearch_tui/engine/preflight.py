@@ -74,7 +74,7 @@ def preflight(cfg: Config, for_session: bool = False) -> Report:
     if branch is None:
         rep.errors.append(f"{root}: HEAD is detached; check out a branch first (e.g. git switch main)")
         return rep
-    dirty = [c for c in led.status() if not c.status.startswith("??") and not _tool_file(c.path, cfg)]
+    dirty = [c for c in led.tracked_changes() if not _tool_file(c.path, cfg)]
     if dirty:
         names = ", ".join(c.path for c in dirty[:5]) + (" …" if len(dirty) > 5 else "")
         if branch == cfg.branch:

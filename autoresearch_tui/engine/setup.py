@@ -71,7 +71,7 @@ def restore_branch_sync(ctx: Ctx) -> str | None:
         return None
     led = ctx.ledger
     head = led.head()
-    dirty = [c for c in led.status() if not c.status.startswith("??")]
+    dirty = led.tracked_changes()
     if head != target or dirty:
         led.reset_hard(target)
         if head != target:

@@ -185,7 +185,7 @@ def _after_record_sync(ctx: Ctx, rec: RunRecord) -> None:
         ctx.ledger.reset_hard(target, verified=len(rec.commit) == 40)
     elif rec.status == "keep":
         # the run may have changed tracked files: back to exactly the kept commit
-        if [c for c in ctx.ledger.status() if not c.status.startswith("??")]:
+        if ctx.ledger.tracked_changes():
             ctx.ledger.reset_hard(rec.commit)
     ctx.state.update(inflight=None, pending=None)
     write_notes(ctx)
