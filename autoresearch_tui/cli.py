@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 from . import __version__
 from .config import CONFIG_NAME, Config, ConfigError, load
@@ -109,33 +110,40 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_session(cfg: Config, headless: bool) -> int:
+def _finish(run: Callable[[], str]) -> tuple[str, int]:
+    """Run a session; (why it ended, exit code): 2 with one line for what the user can fix,
+    1 with a pointer to the crash log for an engine that died of a bug."""
     from .engine.setup import SetupError
+
+    try:
+        return run(), 0
+    except SetupError as e:
+        print(f"autoresearch-tui: {e}", file=sys.stderr)
+        return "", 2
+    except EngineFailure as e:
+        print(f"autoresearch-tui: unexpected error ({e}); details in {e.crash_log}", file=sys.stderr)
+        return "", 1
+
+
+def run_session(cfg: Config, headless: bool) -> int:
     from .launch import new_session
 
     if not headless and not (sys.stdout.isatty() and sys.stdin.isatty()):
         print("autoresearch-tui: not a terminal; running headless", file=sys.stderr)
         headless = True
     engine = new_session(cfg)
-    try:
-        if headless:
-            from .headless import run_headless
+    if headless:
+        from .headless import run_headless
 
-            reason = run_headless(engine)
-        else:
-            from .ui.app import run_app
+        reason, code = _finish(lambda: run_headless(engine))
+    else:
+        from .ui.app import run_app
 
-            reason = run_app(cfg, engine=engine)
-    except SetupError as e:
-        print(f"autoresearch-tui: {e}", file=sys.stderr)
-        return 2
-    except EngineFailure as e:
-        print(f"autoresearch-tui: unexpected error ({e}); details in {e.crash_log}", file=sys.stderr)
-        return 1
-    if reason and reason.startswith("the baseline run crashed"):
+        reason, code = _finish(lambda: run_app(cfg, engine=engine))
+    if reason.startswith("the baseline run crashed"):
         print(f"autoresearch-tui: {reason}", file=sys.stderr)
         return 2
-    return 0
+    return code
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -143,17 +151,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not path.exists() and not args.headless and sys.stdout.isatty() and sys.stdin.isatty():
         from .ui.app import run_app
 
-        from .engine.setup import SetupError
-
-        try:
-            run_app(None, config_path=path, max_iterations=args.max_iterations)
-        except SetupError as e:
-            print(f"autoresearch-tui: {e}", file=sys.stderr)
-            return 2
-        except EngineFailure as e:
-            print(f"autoresearch-tui: unexpected error ({e}); details in {e.crash_log}", file=sys.stderr)
-            return 1
-        return 0
+        return _finish(lambda: run_app(None, config_path=path, max_iterations=args.max_iterations))[1]
     cfg = _load(args)
     return run_session(cfg, args.headless)
 
