@@ -173,3 +173,31 @@ def test_the_llm_gets_a_repair_round_that_asks_for_half_the_device_batch(tmp_pat
     assert "double the gradient accumulation steps where the script has them" in prompt
     assert '"(retry of #3 at half the device batch)"' in prompt
     assert "Fix the last experiment" not in prompt and "MUST implement it" not in prompt
+
+
+def test_the_llm_retry_comes_first_even_with_a_proposal_prepared_during_the_crashed_run(tmp_path):
+    from llm_server import ScriptedLLM, edit
+
+    from autoresearch_tui.proposers.llm import LLMProposer
+
+    replies = [
+        edit("double the depth", "DEPTH = 2", "DEPTH = 4"),  # prepared during the baseline: #1, runs out of memory
+        edit("raise LR", "LR = 0.01", "LR = 0.02"),  # prepared during #1: dropped, the retry goes first
+        edit("double the depth, half the device batch", "DEVICE_BATCH_SIZE = 32\nGRAD_ACCUM_STEPS = 1\nDEPTH = 2",
+             "DEVICE_BATCH_SIZE = 16\nGRAD_ACCUM_STEPS = 2\nDEPTH = 4"),  # the repair round: #2
+        edit("raise LR", "LR = 0.01", "LR = 0.02"),  # prepared during #2 (unused: max_iterations)
+    ]
+    with ScriptedLLM(replies) as srv:
+        root = make_repo(tmp_path / "r", train=OOM_TRAIN,
+                         proposer={"kind": "llm", "model": "openai/test-model", "api_base": srv.base, "request_timeout_s": 5})
+        cfg = load_cfg(root)
+        run_engine(cfg, proposer=LLMProposer(cfg), max_iterations=2)
+    recs = jsonl_runs(root)
+    assert [r["status"] for r in recs] == ["keep", "crash", "keep"]
+    assert recs[1]["crash_kind"] == "oom"
+    assert recs[2]["repair_of"] == 1
+    assert recs[2]["description"] == "double the depth, half the device batch (retry of #1 at half the device batch)"
+    prompts = [r["messages"][1]["content"] for r in srv.requests]
+    assert len(prompts) >= 3
+    assert "Retry the last experiment at half the device batch\n#1 (double the depth) ran out of memory" in prompts[2]
+    assert not any("Retry the last experiment" in p for i, p in enumerate(prompts) if i != 2)

@@ -228,6 +228,9 @@ class Gate:
         if self._prefetch is not None and not self._prefetch.done():
             return  # one prepared proposal at a time (a baseline repeat must not pay for another)
         pc = self.context([], [])
+        # the last record is the one a repair round is about, or the run now starting is that
+        # repair: a prepared proposal is never a repair (next() asks for one when it is due)
+        pc.crash = None
         self._prefetch_based_on = base or ctx.best_commit() or ""
         self._prefetch = asyncio.ensure_future(ctx.proposer.propose(pc))
 
@@ -250,7 +253,7 @@ class Gate:
             raise  # the provider failed while we prepared: a failed proposal, not a second try
         except Exception:  # noqa: BLE001
             return None
-        if pc.crash is not None and proposal.repair_of != pc.crash.iteration:
+        if proposal.repair_of is not None or pc.crash is not None:
             return None  # prepared before the last experiment crashed: its repair round goes first
         first = pc.ideas[0] if pc.ideas else ""
         if first and pc.crash is None and proposal.idea != first:
