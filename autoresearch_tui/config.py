@@ -52,6 +52,7 @@ class ResearchConfig:
     guard_command: str = ""
     program: str = "program.md"
     results_file: str = "results.tsv"
+    oom_retry: bool = True  # an idea that ran out of memory is retried once at half the device batch
 
     @property
     def effective_timeout(self) -> float:

@@ -47,6 +47,7 @@ BAD_CONFIGS = [
     ("negative cost cap", BASE + "[proposer]\nmax_cost_usd = -1\n", ["max_cost_usd"]),
     ("api base scheme", BASE + '[proposer]\napi_base = "localhost:11434"\n', ["api_base", "http://"]),
     ("bool as string", BASE + '[proposer]\npipeline = "yes"\n', ["pipeline", "true or false"]),
+    ("oom_retry as string", BASE + 'oom_retry = "no"\n', ["[research] oom_retry", "true or false"]),
 ]
 
 

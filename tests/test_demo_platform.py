@@ -72,7 +72,14 @@ def test_platform_detection_reports_kind_and_advice():
     info = detect()
     assert info["kind"] in ("cpu", "cuda", "mps")
     assert info["cpus"] >= 1 and info["summary"]
-    assert info["advice"] == advice_for(info["kind"])
+    assert info["advice"] == advice_for(info["kind"], info["devices"])
+    # the device's memory is named where it is known
+    mem = info["devices"][0]["memory_gb"] if info["devices"] else None
+    if mem:
+        assert any(f"Memory: {mem:g} GB" in a for a in info["advice"]), info["advice"]
+    assert advice_for("cuda", [{"name": "NVIDIA H100", "memory_gb": 79.1}])[-1].startswith(
+        "Memory: 79.1 GB of GPU memory (NVIDIA H100)")
+    assert not any("Memory" in a for a in advice_for("cuda"))
     if HAS_TORCH:
         assert info["torch"]
     assert any("torch.compile" in a for a in advice_for("mps"))

@@ -16,6 +16,9 @@ from ..proposers.base import Proposal, ProposalContext, ProposalError
 from ..proposers.edits import Rejected, apply_edits, diff_hash, line_counts
 from .context import Ctx, now
 from .events import CostUpdated, Phase, ProposalFailed, ProposalReady, ProposalRejected
+from .records import RunRecord
+
+OOM_RETRY = "retry of #{n} at half the device batch"
 
 Ready = tuple[Proposal, dict[str, str], str]  # the proposal, the changed files, the diff hash
 
@@ -48,10 +51,7 @@ class Gate:
         h = ctx.history
         program = _read(ctx, [r.program]).get(r.program, "") if r.program else ""
         ideas = [i.text for i in ctx.notes.ideas() if i.status == "queued"]
-        crash = None
-        last = h.records[-1] if h.records else None
-        if last and last.status == "crash" and last.crash_kind == "trivial" and last.repair_of is None and last.description:
-            crash = last
+        crash = self.to_repair()
         note = self.strategy_note()
         return ProposalContext(
             iteration=h.next_iteration, root=ctx.root, files=_read(ctx, r.files_in_scope), read_only=_read(ctx, r.read_only),
@@ -60,6 +60,19 @@ class Gate:
             platform=ctx.platform, advice=list(ctx.platform.get("advice", [])), crash=crash, strategy_note=note,
             temperature=ctx.cfg.proposer.temperature + (0.2 if note else 0.0),
         )
+
+    def to_repair(self) -> RunRecord | None:
+        """The last experiment, when it gets its one repair round: a trivial bug to fix, or out of
+        memory (retried at half the device batch unless its record says why not)."""
+        h = self.ctx.history
+        last = h.records[-1] if h.records else None
+        if not last or last.status != "crash" or last.repair_of is not None or not last.description or not last.is_experiment:
+            return None
+        if last.crash_kind == "trivial":
+            return last
+        if last.crash_kind == "oom" and self.ctx.cfg.research.oom_retry and not last.no_retry:
+            return last
+        return None
 
     def strategy_note(self) -> str:
         if self.ctx.history.last_failed_streak() >= 3:
@@ -128,8 +141,10 @@ class Gate:
             ctx.notice("3 experiments in a row did not improve the metric: asking the proposer for a different "
                        "direction (temperature +0.2)", "warning")
         self._strategy_active = bool(pc.strategy_note)
+        if pc.crash is not None and pc.crash.crash_kind == "oom":
+            ctx.notice(f"#{pc.crash.iteration} ran out of memory: asking for one retry at half the device batch")
         first_idea = pc.ideas[0] if pc.ideas else ""
-        if first_idea and not ctx.proposer.can_address(first_idea, pc):
+        if first_idea and pc.crash is None and not ctx.proposer.can_address(first_idea, pc):
             await ctx.thread(ctx.mark_idea, first_idea, "skipped",
                              f"the {ctx.proposer.name} proposer cannot act on it (write NAME=VALUE, or use the llm proposer)")
             pc = await ctx.thread(self.context, feedback, rejected)
@@ -151,6 +166,7 @@ class Gate:
             if proposal is None:  # cancelled by a stop
                 return None
             self._account_cost(proposal)
+            label_retry(proposal, pc.crash)
             try:
                 changed, h = await ctx.thread(self.validate, proposal, pc.files)
             except Rejected as e:
@@ -212,6 +228,9 @@ class Gate:
         if self._prefetch is not None and not self._prefetch.done():
             return  # one prepared proposal at a time (a baseline repeat must not pay for another)
         pc = self.context([], [])
+        # the last record is the one a repair round is about, or the run now starting is that
+        # repair: a prepared proposal is never a repair (next() asks for one when it is due)
+        pc.crash = None
         self._prefetch_based_on = base or ctx.best_commit() or ""
         self._prefetch = asyncio.ensure_future(ctx.proposer.propose(pc))
 
@@ -234,8 +253,10 @@ class Gate:
             raise  # the provider failed while we prepared: a failed proposal, not a second try
         except Exception:  # noqa: BLE001
             return None
+        if proposal.repair_of is not None or pc.crash is not None:
+            return None  # prepared before the last experiment crashed: its repair round goes first
         first = pc.ideas[0] if pc.ideas else ""
-        if first and proposal.idea != first:
+        if first and pc.crash is None and proposal.idea != first:
             return None  # the user queued a new idea meanwhile: it goes first
         if self._prefetch_based_on != self.ctx.best_commit():
             # the running experiment was kept: do the prepared edits still apply onto the new best?
@@ -246,3 +267,12 @@ class Gate:
                 self.ctx.notice("the prepared proposal no longer applies onto the new best; asking again")
                 return None
         return proposal
+
+
+def label_retry(proposal: Proposal, crash: RunRecord | None) -> None:
+    """An out-of-memory retry says so in its description (the table, results.tsv, the notes)."""
+    if crash is None or crash.crash_kind != "oom" or proposal.repair_of != crash.iteration:
+        return
+    tag = OOM_RETRY.format(n=crash.iteration)
+    if tag not in proposal.description:
+        proposal.description = f"{proposal.description} ({tag})"

@@ -4,6 +4,7 @@ the keep/discard decision (direction-aware, beyond min_delta)."""
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +31,36 @@ def delta(value: float | None, ref: float | None) -> float | None:
     return value - ref
 
 
-def crash_kind(reason: str, log_tail: str) -> str:
+# out of memory, as the frameworks say it (the last one found in the log's tail wins)
+_OOM = [
+    (re.compile(r"(?:torch\.(?:cuda\.)?)?OutOfMemoryError: CUDA out of memory\.?[^\n]*|CUDA out of memory[^\n]*|"
+                r"CUDA error: out of memory"), "CUDA"),
+    (re.compile(r"MPS backend out of memory[^\n]*"), "MPS"),
+    (re.compile(r"^\s*MemoryError\b[^\n]*", re.M), "MemoryError"),
+    (re.compile(r"\bOutOfMemoryError\b[^\n]*|\bout of memory\b[^\n]*", re.I), ""),
+]
+OOM_KILLED = 137  # 128 + SIGKILL: how the kernel's OOM killer ends a run
+
+
+def oom_in_log(text: str) -> str:
+    """'out of memory (…)' when the log's tail says the run ran out of memory, else ''."""
+    tail = text[-20000:]
+    for rx, where in _OOM:
+        found = list(rx.finditer(tail))
+        if found:
+            line = found[-1].group(0).strip()[:160]
+            return f"out of memory ({where}: {line})" if where and where != line else f"out of memory ({line})"
+    return ""
+
+
+def crash_kind(reason: str, log_tail: str, killed: bool = False) -> str:
+    """timeout | oom | trivial | other. A run we killed (timeout, the user, a stop) did not run out
+    of memory, whatever its log says."""
     text = reason + "\n" + log_tail
-    if "out of memory" in text.lower() or "OutOfMemoryError" in text:
-        return "oom"
     if "timed out" in reason:
         return "timeout"
+    if not killed and ("out of memory" in text.lower() or "OutOfMemoryError" in text or oom_in_log(log_tail)):
+        return "oom"
     if any(t in text for t in TRIVIAL_CRASH):
         return "trivial"
     return "other"
@@ -76,7 +101,10 @@ def evaluate_run(
         if res.ok:
             reason = ""
     elif outcome.exit_code != 0:
-        hint = metrics.crash_hint(text)
+        hint = oom_in_log(text) or metrics.crash_hint(text)
+        if not hint and outcome.exit_code == OOM_KILLED:
+            # SIGKILL with nothing else in the log: the kernel's OOM killer (we did not kill it)
+            hint = "out of memory (killed by SIGKILL with no other error: the kernel's OOM killer)"
         reason = f"exit code {outcome.exit_code}" + (f": {hint}" if hint else "")
     if not reason and not res.ok:
         reason = res.reason
@@ -93,6 +121,6 @@ def evaluate_run(
     }
     if reason:
         rec["crash_reason"] = reason
-        rec["crash_kind"] = crash_kind(reason, tail)
+        rec["crash_kind"] = crash_kind(reason, tail, killed=outcome.killed)
         rec["error_tail"] = tail
     return rec

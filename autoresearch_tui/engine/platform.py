@@ -29,6 +29,10 @@ try:
             for i in range(n)]
     elif getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         out["kind"] = "mps"
+        try:
+            out["devices"] = [{"name": "Apple MPS", "memory_gb": round(torch.mps.recommended_max_memory() / 1024**3, 1)}]
+        except Exception:
+            pass
     else:
         out["kind"] = "cpu"
 except Exception as e:
@@ -59,17 +63,32 @@ def _nvidia_smi() -> list[dict[str, Any]]:
     return devs
 
 
-def advice_for(kind: str) -> list[str]:
+def _memory_line(kind: str, devices: list[dict[str, Any]] | None) -> list[str]:
+    """The device's memory, where it is known: what a batch and a model must fit in."""
+    mems = [d.get("memory_gb") for d in devices or [] if isinstance(d.get("memory_gb"), (int, float))]
+    if not mems:
+        return []
+    name = (devices or [{}])[0].get("name") or kind
+    what = {"cuda": "GPU", "mps": "Apple MPS (unified)"}.get(kind, "RAM")
+    per = " per device" if len(mems) > 1 else ""
+    return [f"Memory: {min(mems):g} GB of {what} memory{per} ({name}); a batch or model that does not fit runs out of "
+            "memory (retried once at half the device batch)"]
+
+
+def advice_for(kind: str, devices: list[dict[str, Any]] | None = None) -> list[str]:
+    mem = _memory_line(kind, devices)
     if kind == "cuda":
-        return ["CUDA: torch.compile and bf16 autocast are available; full batch sizes apply"]
+        return ["CUDA: torch.compile and bf16 autocast are available; full batch sizes apply", *mem]
     if kind == "mps":
         return [
             "Apple MPS: do not use torch.compile; use PyTorch SDPA instead of FlashAttention",
             "MPS: lower the device batch size 2-4x; cast optimizer states to float32 if Metal errors appear",
+            *mem,
         ]
     return [
         "CPU only: no torch.compile, no bf16/fp16; prefer small batches and small models",
         "CPU only: every step is slow, so changes that raise steps per second often win within the budget",
+        *mem,
     ]
 
 
@@ -102,5 +121,13 @@ def detect(python: str | None = None, timeout: float = 60.0) -> dict[str, Any]:
         info["summary"] = "Apple MPS"
     else:
         info["summary"] = f"CPU ({info['cpus']} cores)"
-    info["advice"] = advice_for(kind)
+    if kind == "cpu" and not devices:
+        try:
+            import psutil
+
+            devices = [{"name": f"CPU ({info['cpus']} cores)", "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1)}]
+        except Exception:  # noqa: BLE001 - memory unknown: no memory advice
+            devices = []
+        info["devices"] = devices
+    info["advice"] = advice_for(kind, devices)
     return info

@@ -64,6 +64,7 @@ class RunRecord:
     survivors: int = 0
     crash_reason: str = ""
     crash_kind: str = ""
+    no_retry: str = ""  # out of memory: why this crash is not retried at half the device batch
     error_tail: str = ""
     started_at: float | None = None
     ended_at: float | None = None

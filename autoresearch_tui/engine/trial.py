@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from ..proposers.base import Proposal
+from ..proposers.oom import raised_batch
 from . import integrity
 from .context import Ctx, Slot, now
 from .decision import decide
@@ -150,8 +151,35 @@ async def finish(ctx: Ctx, slot: Slot, rec: RunRecord, handle: Handle, outcome: 
         if why:
             rec.update(crash_reason=why, crash_kind="tampering", metric=None)
             ctx.notice(why, "error")
+    if rec.crash_kind == "oom":
+        rec.no_retry = await ctx.thread(oom_no_retry, ctx, rec)
     rec.status = await decide(ctx, slot, rec)
     await record(ctx, rec)
+
+
+def oom_no_retry(ctx: Ctx, rec: RunRecord) -> str:
+    """(blocking) Why an experiment that ran out of memory is not retried at half the device batch
+    ('' = it is): the setting, a retry that did not fit either, or an idea that raised the batch."""
+    if not ctx.cfg.research.oom_retry:
+        return "oom_retry is off"
+    if not rec.is_experiment or not rec.description:
+        return "not an experiment"
+    if rec.repair_of is not None:
+        return f"already a retry of #{rec.repair_of}"
+    if not (rec.commit and rec.parent):
+        return ""
+    files = [p for p in ctx.cfg.research.files_in_scope if p.endswith(".py")]
+
+    def at(commit: str) -> dict[str, str]:
+        out = {}
+        for p in files:
+            data = ctx.ledger.show_file(commit, p)
+            if data is not None:
+                out[p] = data.decode("utf-8", errors="replace")
+        return out
+
+    raised = raised_batch(at(rec.parent), at(rec.commit))
+    return f"the experiment raised the batch ({raised}): a smaller batch would undo the idea" if raised else ""
 
 
 async def record(ctx: Ctx, rec: RunRecord) -> None:

@@ -193,7 +193,7 @@ class LLMProposer(Proposer):
             description=desc or "(no description)",
             hypothesis=hyp,
             edits=edits,
-            idea=ctx.ideas[0] if ctx.ideas else "",
+            idea=ctx.crash.idea if ctx.crash else (ctx.ideas[0] if ctx.ideas else ""),
             tokens=tokens,
             cost_usd=cost,
             repair_of=ctx.crash.iteration if ctx.crash else None,

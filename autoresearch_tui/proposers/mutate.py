@@ -55,7 +55,7 @@ def _const_value(node: ast.AST) -> Any:
     raise ValueError
 
 
-def find_constants(path: str, text: str) -> list[Constant]:
+def find_constants(path: str, text: str, skip: re.Pattern[str] | None = SKIP_NAME) -> list[Constant]:
     try:
         tree = ast.parse(text)
     except SyntaxError:
@@ -69,7 +69,7 @@ def find_constants(path: str, text: str) -> list[Constant]:
             target, value = node.target.id, node.value
         else:
             continue
-        if SKIP_NAME.search(target) or node.lineno != node.end_lineno:
+        if (skip is not None and skip.search(target)) or node.lineno != node.end_lineno:
             continue
         try:
             v = _const_value(value)
@@ -185,11 +185,11 @@ class MutateProposer(Proposer):
     name = "mutate"
     pipelined = False
 
-    def _constants(self, ctx: ProposalContext) -> list[Constant]:
+    def _constants(self, ctx: ProposalContext, skip: re.Pattern[str] | None = SKIP_NAME) -> list[Constant]:
         out: list[Constant] = []
         for path, text in ctx.files.items():
             if path.endswith(".py"):
-                out.extend(find_constants(path, text))
+                out.extend(find_constants(path, text, skip))
         return out
 
     def parse_order(self, idea: str, consts: list[Constant]) -> tuple[Constant, Any] | None:
@@ -207,7 +207,8 @@ class MutateProposer(Proposer):
             return None
 
     def can_address(self, idea: str, ctx: ProposalContext) -> bool:
-        return self.parse_order(idea, self._constants(ctx)) is not None
+        # the user may order any constant (DEVICE_BATCH_SIZE=16); only our own choices skip some
+        return self.parse_order(idea, self._constants(ctx, skip=None)) is not None
 
     @staticmethod
     def _mutation_of(rec: RunRecord) -> dict[str, Any] | None:
@@ -240,6 +241,39 @@ class MutateProposer(Proposer):
             mutation={"name": c.name, "old": fmt(c.value), "new": fmt(new), "path": c.path},
         )
 
+    def _oom_retry(self, ctx: ProposalContext, consts: list[Constant]) -> Proposal | None:
+        """The crashed idea again (its constant set to the value that did not fit), with the
+        per-device batch halved and the accumulation doubled. None when it cannot be built."""
+        from .oom import describe, half_batch
+
+        crash = ctx.crash
+        mut = self._mutation_of(crash) if crash is not None else None
+        if crash is None or not mut:
+            return None
+        c = next((c for c in consts if c.name == mut["name"]), None)
+        if c is None:
+            return None
+        try:
+            new = _parse_literal(str(mut["new"]), c.value)
+        except ValueError:
+            return None
+        if _key(new) == _key(c.value):
+            return None
+        edits, changes = half_batch(ctx.files)
+        if not edits or any(e.search == c.line for e in edits):
+            return None
+        desc = f"{c.name} {fmt(c.value)} -> {fmt(new)} (retry of #{crash.iteration} at half the device batch: {describe(changes)})"
+        if desc in ctx.rejected:
+            return None
+        p = self._proposal(c, new, idea=crash.idea,
+                           why=f"#{crash.iteration} ran out of memory; half the device batch with the same effective batch may fit")
+        p.description = desc
+        p.edits += edits
+        p.repair_of = crash.iteration
+        p.mutation = {**(p.mutation or {}), "retry_of": crash.iteration,
+                      "batch": [{"name": n, "old": fmt(o), "new": fmt(v)} for n, o, v in changes]}
+        return p
+
     async def propose(self, ctx: ProposalContext) -> Proposal:
         consts = self._constants(ctx)
         if not consts:
@@ -249,9 +283,14 @@ class MutateProposer(Proposer):
                 exhausted=True,
                 retryable=False,
             )
+        # 0. one retry of an idea that ran out of memory, at half the device batch
+        if ctx.crash is not None and ctx.crash.crash_kind == "oom":
+            retry = self._oom_retry(ctx, consts)
+            if retry is not None:
+                return retry
         # 1. the user's direct orders
         for idea in ctx.ideas[:1]:
-            order = self.parse_order(idea, consts)
+            order = self.parse_order(idea, self._constants(ctx, skip=None))
             if order is not None:
                 c, new = order
                 if _key(new) != _key(c.value):

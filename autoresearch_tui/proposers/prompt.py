@@ -66,7 +66,18 @@ def build_messages(ctx: ProposalContext, scope: list[str], read_only: list[str])
         parts.append(f"## {path} (read-only evaluator: never edit)\n```\n{shown}\n```")
     if ctx.strategy_note:
         parts.append("## Note\n" + ctx.strategy_note)
-    if ctx.crash:
+    if ctx.crash and ctx.crash.crash_kind == "oom":
+        c = ctx.crash
+        parts.append(
+            f"## Retry the last experiment at half the device batch\n#{c.iteration} ({c.description}) ran out of "
+            f"memory:\n{c.crash_reason}\n{c.error_tail[-1500:]}\n"
+            "Propose the SAME idea again with the per-device batch size halved and the effective batch kept: "
+            "double the gradient accumulation steps where the script has them (e.g. DEVICE_BATCH_SIZE 64 -> 32 "
+            "and GRAD_ACCUM_STEPS 1 -> 2; a script that derives its accumulation from a total batch keeps the "
+            "effective batch by itself). Change nothing else; edit the current best version above. Begin the "
+            f"description with the idea and end it with \"(retry of #{c.iteration} at half the device batch)\"."
+        )
+    elif ctx.crash:
         c = ctx.crash
         parts.append(
             f"## Fix the last experiment\n#{c.iteration} ({c.description}) crashed with a bug that looks "
