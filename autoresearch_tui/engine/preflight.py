@@ -53,6 +53,19 @@ def _tool_file(path: str, cfg: Config) -> bool:
     return path in names or first + "/" in {p.lstrip("/") for p in TOOL_IGNORES if p.endswith("/")}
 
 
+def repository_problem(root: Path) -> str | None:
+    """The one-line reason `root` cannot hold a session (asked before the wizard writes anything)."""
+    top = Ledger.toplevel(root)
+    if top is None:
+        return f"{root}: not inside a git repository; run 'git init' and commit your files, then start again"
+    if top.resolve() != root.resolve():
+        return f"{root}: not the repository's top folder ({top}); start autoresearch-tui there"
+    led = Ledger(root, "")
+    if not led.has_commits():
+        return f"{root}: the repository has no commits yet; commit your training files first (git add -A && git commit)"
+    return None
+
+
 def preflight(cfg: Config, for_session: bool = False) -> Report:
     rep = Report()
     r = cfg.research
