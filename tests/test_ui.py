@@ -360,3 +360,45 @@ async def test_a_flood_of_output_does_not_freeze_keys(tmp_path, gate):
         await wait_for(pilot, lambda: len(decisions(events)) == 1, 60, "the flooding run to be recorded")
         assert decisions(events)[0].status == "keep"
         await quit_app(pilot, app, eng)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (200, 60), (80, 24)])
+async def test_wizard_shows_what_is_wrong_and_its_start_button(tmp_path, size):
+    from textual.widgets import Footer
+
+    from autoresearch_tui.ui.screens.wizard import KILL_RULE, WizardScreen
+
+    root = make_repo(tmp_path / "myproject", write_config=False)
+    path = root / "autoresearch.toml"
+    app = AutoresearchApp(None, config_path=path, max_iterations=1,
+                          wizard_options={"env": {}, "probe_local": False, "platform": dict(TEST_PLATFORM), "tag": "wiz"})
+    async with app.run_test(size=size) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, WizardScreen), 10, "the wizard")
+        wiz = app.screen
+        footer_top = wiz.query_one(Footer).region.y
+
+        def on_screen(w):
+            r = w.region
+            return r.height > 0 and r.y >= 0 and r.bottom <= footer_top
+
+        wiz.query_one("#f-goal").focus()
+        await pilot.press("ctrl+s")
+        budget = wiz.query_one("#f-time_budget_s")
+        await wait_for(pilot, lambda: app.focused is budget, 10, "the focus on the empty budget")
+        await pilot.pause()
+        error = wiz.query_one("#wizard-error")
+        # the message is seen: on screen, with its [research] section as typed (not eaten as markup)
+        assert "[research] time_budget_s is not set" in str(error.render())
+        assert on_screen(error) and on_screen(budget), (error.region, budget.region, footer_top)
+        assert KILL_RULE in str(wiz.query_one("#f-timeout_s").placeholder)
+        budget.value = "5"
+        await wait_for(pilot, lambda: "valid" in str(wiz.query_one("#wizard-ok").render()), 10, "the form to be valid")
+        await pilot.press("ctrl+s")
+        start = wiz.query_one("#start")
+        await wait_for(pilot, lambda: app.focused is start, 10, "the start button")
+        await pilot.pause()
+        assert on_screen(start) and start.region.height == 3, (start.region, footer_top)
+        table = wiz.query_one("#confirm-table")
+        row = [str(table.get_row_at(i)[1]) for i in range(table.row_count) if "budget" in str(table.get_row_at(i)[0])][0]
+        assert row == f"5 s (killed after 35 s: {KILL_RULE})"
+        await pilot.press("escape")
