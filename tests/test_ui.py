@@ -402,3 +402,33 @@ async def test_wizard_shows_what_is_wrong_and_its_start_button(tmp_path, size):
         row = [str(table.get_row_at(i)[1]) for i in range(table.row_count) if "budget" in str(table.get_row_at(i)[0])][0]
         assert row == f"5 s (killed after 35 s: {KILL_RULE})"
         await pilot.press("escape")
+
+
+async def test_80x24_keeps_every_pane_key_and_status_line_reachable(tmp_path):
+    from autoresearch_tui.ui.widgets.keybar import KeyBar
+    from autoresearch_tui.ui.widgets.status import StatusText
+
+    root = make_repo(tmp_path / "r", train=SLOW_TOY)
+    app, eng, events = _app(root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.screen.query_one(StatusText).text.plain.count("\n") == 1, 10, "the status text")
+        await pilot.pause()
+        screen = app.screen
+        keybar_top = screen.query_one(KeyBar).region.y
+
+        def visible(sel, rows=1):
+            r = screen.query_one(sel).region
+            return r.height >= rows and r.y >= 0 and r.bottom <= keybar_top and r.right <= 80
+
+        for sel, rows in (("#backlog", 5), ("#idea-input", 3), ("#gitlog", 3), ("#logpane", 5), ("#results", 6)):
+            assert visible(sel, rows), (sel, screen.query_one(sel).region)
+        # the key bar keeps Help and Quit at the narrowest width
+        bar = screen.query_one(KeyBar).render().plain
+        assert "? Help" in bar.replace("question_mark", "?") and "q Quit" in bar, bar
+        # the status line stays two lines: the run line is not pushed off
+        status = screen.query_one(StatusText)
+        assert status.render().plain.count("\n") == 1 and all(len(x) <= status.size.width for x in status.render().plain.split("\n"))
+        await pilot.press("i")
+        await wait_for(pilot, lambda: app.focused is screen.query_one("#idea-input"), 10, "the idea input")
+        await pilot.press("escape")
+        await quit_app(pilot, app, eng)

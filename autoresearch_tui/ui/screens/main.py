@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any, Callable
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -84,6 +84,9 @@ class MainScreen(Screen):
         self.query_one("#gitlog").border_title = f"git log {cfg.branch}"
         self.query_one("#backlog").border_title = "backlog"
         self.query_one(ResultsTable).focus()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.height < 32, "-compact")
 
     # ---------------------------------------------------------------- events
     @on(EngineEvent)
