@@ -432,3 +432,28 @@ async def test_80x24_keeps_every_pane_key_and_status_line_reachable(tmp_path):
         await wait_for(pilot, lambda: app.focused is screen.query_one("#idea-input"), 10, "the idea input")
         await pilot.press("escape")
         await quit_app(pilot, app, eng)
+
+
+async def test_free_text_idea_with_the_offline_proposer_is_flagged_when_queued(tmp_path):
+    root = make_repo(tmp_path / "r", train=SLOW_TOY)
+    app, eng, events = _app(root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        idea = app.screen.query_one("#idea-input")
+        assert "NAME=VALUE" in idea.placeholder
+
+        def said(part):
+            return [n for n in app._notifications if part in n.message]
+
+        await pilot.press("i")
+        await wait_for(pilot, lambda: app.focused is idea, 10, "the idea input")
+        idea.value = "try a cosine schedule"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: said("cosine"), 10, "the queued notice")
+        (n,) = said("cosine")
+        assert n.severity == "warning" and "needs NAME=VALUE" in n.message and "LR" in n.message, n.message
+        idea.value = "LR=0.02"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: said("LR=0.02"), 10, "the second notice")
+        assert said("LR=0.02")[0].severity == "information" and "but" not in said("LR=0.02")[0].message
+        await pilot.press("escape")
+        await quit_app(pilot, app, eng)

@@ -83,6 +83,7 @@ class MainScreen(Screen):
         self.query_one("#logpane").border_title = "run log"
         self.query_one("#gitlog").border_title = f"git log {cfg.branch}"
         self.query_one("#backlog").border_title = "backlog"
+        self.query_one("#idea-input", Input).placeholder = self.session.idea_format
         self.query_one(ResultsTable).focus()
 
     def on_resize(self, event: events.Resize) -> None:
@@ -272,7 +273,11 @@ class MainScreen(Screen):
         if text:
             ok = await asyncio.to_thread(self.session.add_idea, text)
             if ok:
-                self.app.notify(f"queued for the next iteration: {text[:60]}", timeout=4)
+                problem = await asyncio.to_thread(self.session.idea_problem, text)
+                if problem:
+                    self.app.notify(f"queued: {text[:60]} — but {problem}", severity="warning", timeout=10, markup=False)
+                else:
+                    self.app.notify(f"queued for the next iteration: {text[:60]}", timeout=4, markup=False)
 
     def action_chart(self) -> None:
         from ..asciichart import render
