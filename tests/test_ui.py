@@ -273,7 +273,14 @@ async def test_help_and_theme_keys(tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: isinstance(app.screen, TextScreen), 10, "help")
-        assert "Kill run" in str(app.screen.query_one("#text-body").render())
+        body = str(app.screen.query_one("#text-body").render())
+        assert "escape closes" in str(app.screen.query_one(".question").render())
+        # a key table in the keys' own spelling: one row per key, no internal names
+        assert "question_mark" not in body and "id=" not in body.split("remapped")[0]
+        rows = {ln.split()[0]: ln for ln in body.splitlines() if ln.startswith("  ")}
+        assert "this help" in rows["?"] and "kill the running experiment" in rows["x"]
+        assert rows["p"].count("pause") == 1 and "resume" in rows["p"]
+        assert len([ln for ln in body.splitlines() if ln.startswith("  p ")]) == 1
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), 10, "back")
         await wait_for(pilot, lambda: len(decisions(events)) >= 1 and on_screen(app, events), what="baseline")
