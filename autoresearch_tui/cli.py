@@ -148,6 +148,13 @@ def run_session(cfg: Config, headless: bool) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     path = _config_path(args)
+    if not path.exists():
+        from .engine.preflight import repository_problem
+
+        # before the wizard writes a file or a folder: a session could not start here anyway
+        problem = repository_problem(path.resolve().parent)
+        if problem:
+            raise UsageError(problem)
     if not path.exists() and not args.headless and sys.stdout.isatty() and sys.stdin.isatty():
         from .ui.app import run_app
 

@@ -46,7 +46,12 @@ def completion_text(history: History) -> str:
     change = _change(base, best, ", {:+.2f}%")
     if change is not None:
         lines.append(f"Baseline: {fmt_metric(base.metric)} → Best: {fmt_metric(best.metric)} ({change})")  # type: ignore[union-attr]
-    lines.append(f"Keeps: {c['keep']} | Discards: {c['discard']} | Crashes: {c['crash']}")
+    # crashes count every crashed run: a baseline that crashed is one too (the session ended on it)
+    crashes = sum(1 for r in history.records if r.status == "crash")
+    lines.append(f"Keeps: {c['keep']} | Discards: {c['discard']} | Crashes: {crashes}")
+    crashed_base = [r for r in history.records if not r.is_experiment and r.status == "crash"]
+    if crashed_base and base is None:
+        lines.append(f"Baseline crashed: {crashed_base[-1].crash_reason[:160]}")
     if best:
         lines.append(f"Best experiment: #{best.iteration} — {best.description}")
     return "\n".join(lines)

@@ -112,6 +112,7 @@ REPO_CASES = [
     ("command not found", "nocmd", 2, "program 'no-such-program-xyz' was not found"),
     ("guard not found", "noguard", 2, "guard_command"),
     ("config in a subfolder", "subdir", 2, "top folder"),
+    ("script missing", "typo", 2, "command: script 'trian.py' does not exist"),
 ]
 
 
@@ -134,6 +135,8 @@ def _setup_case(tmp_path: Path, kind: str) -> Path:
         research["files_in_scope"] = ["train.py", "model.py"]
     if kind == "nocmd":
         research["command"] = "no-such-program-xyz --fast"
+    if kind == "typo":
+        research["command"] = f"{PY} trian.py"
     if kind == "noguard":
         research["guard_command"] = "no-such-guard-xyz"
     root = make_repo(root, research=research)
@@ -209,3 +212,21 @@ def test_engine_never_imports_the_ui():
     )
     p = subprocess.run([PY, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_check_names_a_missing_script_and_its_nearest_file(tmp_path):
+    root = make_repo(tmp_path / "r", research={"command": f"{PY} trian.py"})
+    p = cli(root, "check")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    (line,) = p.stderr.strip().splitlines()
+    assert "[research] command: script 'trian.py' does not exist" in line and "did you mean 'train.py'" in line, line
+
+
+def test_check_warns_when_no_script_prints_the_metric(tmp_path):
+    root = make_repo(tmp_path / "r", metric={"name": "val_bp"})
+    p = cli(root, "check")
+    assert p.returncode == 0, p.stderr
+    warns = [ln for ln in p.stdout.splitlines() if ln.startswith("warning:")]
+    assert any("[metric] name 'val_bp'" in w and "did you mean 'val_bpb'" in w for w in warns), p.stdout
+    ok = make_repo(tmp_path / "ok")
+    assert "[metric] name" not in cli(ok, "check").stdout

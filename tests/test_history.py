@@ -238,3 +238,10 @@ def test_the_llm_prompt_states_the_historys_best():
     assert "## Best so far\n#6 1.760000 (re-measure after the override of #5); baseline 2.000000." in prompt
     assert "#5 keep    1.750000  DROPOUT 0.1 -> 0.2" in prompt and "#3 crash   —  WIDTH 32 -> 128" in prompt
     assert "## Fix the last experiment\n#3 (WIDTH 32 -> 128) crashed" in prompt and "exit code 1: out of memory" in prompt
+
+
+def test_completion_counts_a_crashed_baseline():
+    crashed = RunRecord(iteration=0, status="crash", metric=None, description="baseline", commit=sha(0), is_baseline=True,
+                        crash_reason="no val_bpb in the log")
+    text = completion_text(History([crashed], direction="minimize"))
+    assert "Crashes: 1" in text and "Baseline crashed: no val_bpb in the log" in text, text

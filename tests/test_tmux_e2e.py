@@ -218,3 +218,25 @@ def test_tui_status_colours_differ_in_16_colours(sixteen_colour_screen):
     assert styles["keep"] != styles["discard"], styles
     assert styles["keep"] != styles["crash"], styles
     assert styles["discard"] != styles["crash"], styles
+
+
+@pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
+def test_wizard_in_a_folder_that_is_not_a_repository_writes_nothing(tmp_path):
+    # the real command in a real terminal: the wizard would start here; it must refuse first
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    (folder / "train.py").write_text(TOY_TRAIN)
+    t = Tmux(tmp_path)
+    env = f"-u COLUMNS -u LINES TERM=xterm-256color XDG_CONFIG_HOME={tmp_path / 'xdg'} GIT_CEILING_DIRECTORIES={tmp_path}"
+    t.run("new-session", "-d", "-s", t.name, "-x", "120", "-y", "40",
+          f"cd {folder} && env {env} {_command()}; echo EXIT=$?; sleep 60")
+    try:
+        text = t.wait_for(lambda s: "EXIT=" in s, 60, "the command to end")
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        assert lines[-1] == "EXIT=2", text
+        message = "".join(lines[:-1])  # one line, wrapped by the terminal's width
+        assert message.count("autoresearch-tui:") == 1 and "not inside a git repository" in message, text
+        assert "unexpected" not in text and "Traceback" not in text
+        assert sorted(p.name for p in folder.iterdir()) == ["train.py"]  # no autoresearch.toml, no .autoresearch/
+    finally:
+        t.run("kill-server", check=False)

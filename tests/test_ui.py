@@ -273,7 +273,14 @@ async def test_help_and_theme_keys(tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("question_mark")
         await wait_for(pilot, lambda: isinstance(app.screen, TextScreen), 10, "help")
-        assert "Kill run" in str(app.screen.query_one("#text-body").render())
+        body = str(app.screen.query_one("#text-body").render())
+        assert "escape closes" in str(app.screen.query_one(".question").render())
+        # a key table in the keys' own spelling: one row per key, no internal names
+        assert "question_mark" not in body and "id=" not in body.split("remapped")[0]
+        rows = {ln.split()[0]: ln for ln in body.splitlines() if ln.startswith("  ")}
+        assert "this help" in rows["?"] and "kill the running experiment" in rows["x"]
+        assert rows["p"].count("pause") == 1 and "resume" in rows["p"]
+        assert len([ln for ln in body.splitlines() if ln.startswith("  p ")]) == 1
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), 10, "back")
         await wait_for(pilot, lambda: len(decisions(events)) >= 1 and on_screen(app, events), what="baseline")
@@ -360,4 +367,101 @@ async def test_a_flood_of_output_does_not_freeze_keys(tmp_path, gate):
         gate.release(0)
         await wait_for(pilot, lambda: len(decisions(events)) == 1, 60, "the flooding run to be recorded")
         assert decisions(events)[0].status == "keep"
+        await quit_app(pilot, app, eng)
+
+
+@pytest.mark.parametrize("size", [(120, 40), (200, 60), (80, 24)])
+async def test_wizard_shows_what_is_wrong_and_its_start_button(tmp_path, size):
+    from textual.widgets import Footer
+
+    from autoresearch_tui.ui.screens.wizard import KILL_RULE, WizardScreen
+
+    root = make_repo(tmp_path / "myproject", write_config=False)
+    path = root / "autoresearch.toml"
+    app = AutoresearchApp(None, config_path=path, max_iterations=1,
+                          wizard_options={"env": {}, "probe_local": False, "platform": dict(TEST_PLATFORM), "tag": "wiz"})
+    async with app.run_test(size=size) as pilot:
+        await wait_for(pilot, lambda: isinstance(app.screen, WizardScreen), 10, "the wizard")
+        wiz = app.screen
+        footer_top = wiz.query_one(Footer).region.y
+
+        def on_screen(w):
+            r = w.region
+            return r.height > 0 and r.y >= 0 and r.bottom <= footer_top
+
+        wiz.query_one("#f-goal").focus()
+        await pilot.press("ctrl+s")
+        budget = wiz.query_one("#f-time_budget_s")
+        await wait_for(pilot, lambda: app.focused is budget, 10, "the focus on the empty budget")
+        await pilot.pause()
+        error = wiz.query_one("#wizard-error")
+        # the message is seen: on screen, with its [research] section as typed (not eaten as markup)
+        assert "[research] time_budget_s is not set" in str(error.render())
+        assert on_screen(error) and on_screen(budget), (error.region, budget.region, footer_top)
+        assert KILL_RULE in str(wiz.query_one("#f-timeout_s").placeholder)
+        budget.value = "5"
+        await wait_for(pilot, lambda: "valid" in str(wiz.query_one("#wizard-ok").render()), 10, "the form to be valid")
+        await pilot.press("ctrl+s")
+        start = wiz.query_one("#start")
+        await wait_for(pilot, lambda: app.focused is start, 10, "the start button")
+        await pilot.pause()
+        assert on_screen(start) and start.region.height == 3, (start.region, footer_top)
+        table = wiz.query_one("#confirm-table")
+        row = [str(table.get_row_at(i)[1]) for i in range(table.row_count) if "budget" in str(table.get_row_at(i)[0])][0]
+        assert row == f"5 s (killed after 35 s: {KILL_RULE})"
+        await pilot.press("escape")
+
+
+async def test_80x24_keeps_every_pane_key_and_status_line_reachable(tmp_path):
+    from autoresearch_tui.ui.widgets.keybar import KeyBar
+    from autoresearch_tui.ui.widgets.status import StatusText
+
+    root = make_repo(tmp_path / "r", train=SLOW_TOY)
+    app, eng, events = _app(root)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.screen.query_one(StatusText).text.plain.count("\n") == 1, 10, "the status text")
+        await pilot.pause()
+        screen = app.screen
+        keybar_top = screen.query_one(KeyBar).region.y
+
+        def visible(sel, rows=1):
+            r = screen.query_one(sel).region
+            return r.height >= rows and r.y >= 0 and r.bottom <= keybar_top and r.right <= 80
+
+        for sel, rows in (("#backlog", 5), ("#idea-input", 3), ("#gitlog", 3), ("#logpane", 5), ("#results", 6)):
+            assert visible(sel, rows), (sel, screen.query_one(sel).region)
+        # the key bar keeps Help and Quit at the narrowest width
+        bar = screen.query_one(KeyBar).render().plain
+        assert "? Help" in bar.replace("question_mark", "?") and "q Quit" in bar, bar
+        # the status line stays two lines: the run line is not pushed off
+        status = screen.query_one(StatusText)
+        assert status.render().plain.count("\n") == 1 and all(len(x) <= status.size.width for x in status.render().plain.split("\n"))
+        await pilot.press("i")
+        await wait_for(pilot, lambda: app.focused is screen.query_one("#idea-input"), 10, "the idea input")
+        await pilot.press("escape")
+        await quit_app(pilot, app, eng)
+
+
+async def test_free_text_idea_with_the_offline_proposer_is_flagged_when_queued(tmp_path):
+    root = make_repo(tmp_path / "r", train=SLOW_TOY)
+    app, eng, events = _app(root)
+    async with app.run_test(size=(120, 40)) as pilot:
+        idea = app.screen.query_one("#idea-input")
+        assert "NAME=VALUE" in idea.placeholder
+
+        def said(part):
+            return [n for n in app._notifications if part in n.message]
+
+        await pilot.press("i")
+        await wait_for(pilot, lambda: app.focused is idea, 10, "the idea input")
+        idea.value = "try a cosine schedule"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: said("cosine"), 10, "the queued notice")
+        (n,) = said("cosine")
+        assert n.severity == "warning" and "needs NAME=VALUE" in n.message and "LR" in n.message, n.message
+        idea.value = "LR=0.02"
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: said("LR=0.02"), 10, "the second notice")
+        assert said("LR=0.02")[0].severity == "information" and "but" not in said("LR=0.02")[0].message
+        await pilot.press("escape")
         await quit_app(pilot, app, eng)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import difflib
 import fcntl
 import os
+import re
 import shlex
 import shutil
 from dataclasses import dataclass, field
@@ -40,6 +42,45 @@ def program_of(command: str) -> str | None:
     return None
 
 
+def script_of(command: str, prog: str) -> str | None:
+    """The script an interpreter is given (`python train.py` → train.py), if the command names one."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return None
+    rest = words[words.index(prog) + 1:] if prog in words else []
+    for w in rest:
+        if w == "-m" or w == "-c":
+            return None  # a module or inline code: no file to check
+        if w.startswith("-"):
+            continue
+        return w if w.endswith((".py", ".sh")) else None
+    return None
+
+
+_PRINT_WORDS = re.compile(r"[A-Za-z_][A-Za-z0-9_/.-]*")
+
+
+def metric_warning(cfg: Config) -> str | None:
+    """A warning when the metric's name is printed by none of the in-scope and read-only
+    files (a typo such as val_los for val_loss crashes the baseline), with the nearest name."""
+    name = cfg.metric.name
+    printed: list[str] = []
+    for f in [*cfg.research.files_in_scope, *cfg.research.read_only]:
+        try:
+            text = (cfg.root / f).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        printed.extend(ln for ln in text.splitlines() if "print(" in ln or "write(" in ln or "log(" in ln)
+    if not printed or any(re.search(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", ln) for ln in printed):
+        return None
+    words = {w for ln in printed for w in _PRINT_WORDS.findall(ln)}
+    near = difflib.get_close_matches(name, sorted(words), 1, 0.7)
+    hint = f" (did you mean '{near[0]}'?)" if near else ""
+    return (f"{cfg.path.name}: [metric] name '{name}' appears in no print statement of the in-scope or read-only "
+            f"files{hint}; the baseline will crash if the log never shows it")
+
+
 def find_program(prog: str, root: Path) -> bool:
     if "/" in prog:
         p = Path(prog) if os.path.isabs(prog) else root / prog
@@ -51,6 +92,19 @@ def _tool_file(path: str, cfg: Config) -> bool:
     names = {p.strip("/") for p in TOOL_IGNORES} | {cfg.research.results_file, cfg.path.name, cfg.path.name + ".tmp"}
     first = path.split("/", 1)[0]
     return path in names or first + "/" in {p.lstrip("/") for p in TOOL_IGNORES if p.endswith("/")}
+
+
+def repository_problem(root: Path) -> str | None:
+    """The one-line reason `root` cannot hold a session (asked before the wizard writes anything)."""
+    top = Ledger.toplevel(root)
+    if top is None:
+        return f"{root}: not inside a git repository; run 'git init' and commit your files, then start again"
+    if top.resolve() != root.resolve():
+        return f"{root}: not the repository's top folder ({top}); start autoresearch-tui there"
+    led = Ledger(root, "")
+    if not led.has_commits():
+        return f"{root}: the repository has no commits yet; commit your training files first (git add -A && git commit)"
+    return None
 
 
 def preflight(cfg: Config, for_session: bool = False) -> Report:
@@ -102,6 +156,15 @@ def preflight(cfg: Config, for_session: bool = False) -> Report:
         rep.errors.append(f"{cfg.path.name}: [research] command has no program to run; set it, e.g. \"python train.py\"")
     elif not find_program(prog, root):
         rep.errors.append(f"{cfg.path.name}: [research] command: program '{prog}' was not found on PATH; install it or fix the command")
+    else:
+        script = script_of(r.command, prog)
+        if script and not (root / script).is_file():
+            near = difflib.get_close_matches(script, [str(p.relative_to(root)) for p in root.glob("*") if p.is_file()], 1)
+            rep.errors.append(f"{cfg.path.name}: [research] command: script '{script}' does not exist in {root}; fix the command"
+                              + (f" (did you mean '{near[0]}'?)" if near else ""))
+    warn = metric_warning(cfg)
+    if warn:
+        rep.warnings.append(warn)
     if r.guard_command:
         g = program_of(r.guard_command)
         if g is None or not find_program(g, root):

@@ -165,6 +165,21 @@ class Session:
         self._wake()
         return True
 
+    @property
+    def idea_format(self) -> str:
+        return self.ctx.proposer.idea_format
+
+    def idea_problem(self, text: str) -> str | None:
+        """Why the current proposer will not act on this idea, or None (reads the in-scope files:
+        call it in a thread)."""
+        files: dict[str, str] = {}
+        for f in self.cfg.research.files_in_scope:
+            try:
+                files[f] = (self.cfg.root / f).read_text(errors="replace")
+            except OSError:
+                pass
+        return self.ctx.proposer.idea_problem(clean_idea(text), files)
+
     def abandon(self) -> None:
         """Last resort when the event loop is gone (the app closed): kill what still runs —
         unless the user chose to leave it running — and release the lock."""

@@ -72,6 +72,13 @@ class Proposer:
     def can_address(self, idea: str, ctx: ProposalContext) -> bool:
         return True
 
+    #: what the idea input shows as its placeholder: the form of idea this proposer acts on
+    idea_format = "an idea for the next iteration, in your words (Enter queues it)"
+
+    def idea_problem(self, idea: str, files: dict[str, str]) -> str | None:
+        """Said when the idea is queued: why this proposer will not act on it, or None."""
+        return None
+
     @property
     def total_cost(self) -> float:
         return 0.0

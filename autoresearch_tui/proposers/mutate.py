@@ -210,6 +210,19 @@ class MutateProposer(Proposer):
         # the user may order any constant (DEVICE_BATCH_SIZE=16); only our own choices skip some
         return self.parse_order(idea, self._constants(ctx, skip=None)) is not None
 
+    idea_format = "NAME=VALUE for a constant of the training script, e.g. LR=0.02 (Enter queues it)"
+
+    def idea_problem(self, idea: str, files: dict[str, str]) -> str | None:
+        consts = [c for path, text in files.items() if path.endswith(".py") for c in find_constants(path, text)]
+        if self.parse_order(idea, consts) is not None:
+            return None
+        names = ", ".join(sorted({c.name for c in consts})[:6]) or "none found"
+        if _ORDER.match(idea):
+            return (f"the offline proposer knows no constant by that name (constants: {names}); "
+                    "this idea will be skipped")
+        return (f"the offline proposer needs NAME=VALUE (constants: {names}); free text like this will be "
+                "skipped: use proposer kind = \"llm\" for it")
+
     @staticmethod
     def _mutation_of(rec: RunRecord) -> dict[str, Any] | None:
         mut = rec.mutation

@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any, Callable
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -27,6 +27,25 @@ from ..widgets.logview import LogPane
 from ..widgets.results import ResultsTable
 from ..widgets.status import StatusBar
 from .modals import ConfirmScreen, QuitScreen, TextScreen
+
+
+# what each key does, in words (the key bar's descriptions are one word)
+HELP_TEXT = {
+    "pause": "pause: the running experiment finishes, no new one starts",
+    "resume": "resume",
+    "stop": "stop after the running experiment",
+    "kill": "kill the running experiment (asks first; recorded as crash)",
+    "keep": "override: keep the selected experiment (re-applies a discarded one)",
+    "discard": "override: discard the selected experiment",
+    "diff": "show the selected experiment's diff and log",
+    "idea": "type an idea for the next iteration",
+    "theme": "choose a theme",
+    "chart": "the metric chart, full screen",
+    "help": "this help",
+    "quit": "quit (asks when an experiment runs)",
+    "follow": "follow the end of the run log",
+    "leave": "leave the idea input / close this help",
+}
 
 
 class MainScreen(Screen):
@@ -83,7 +102,11 @@ class MainScreen(Screen):
         self.query_one("#logpane").border_title = "run log"
         self.query_one("#gitlog").border_title = f"git log {cfg.branch}"
         self.query_one("#backlog").border_title = "backlog"
+        self.query_one("#idea-input", Input).placeholder = self.session.idea_format
         self.query_one(ResultsTable).focus()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.set_class(event.size.height < 32, "-compact")
 
     # ---------------------------------------------------------------- events
     @on(EngineEvent)
@@ -269,7 +292,11 @@ class MainScreen(Screen):
         if text:
             ok = await asyncio.to_thread(self.session.add_idea, text)
             if ok:
-                self.app.notify(f"queued for the next iteration: {text[:60]}", timeout=4)
+                problem = await asyncio.to_thread(self.session.idea_problem, text)
+                if problem:
+                    self.app.notify(f"queued: {text[:60]} — but {problem}", severity="warning", timeout=10, markup=False)
+                else:
+                    self.app.notify(f"queued for the next iteration: {text[:60]}", timeout=4, markup=False)
 
     def action_chart(self) -> None:
         from ..asciichart import render
@@ -283,15 +310,26 @@ class MainScreen(Screen):
     def action_pick_theme(self) -> None:
         self.app.action_change_theme()
 
-    def action_help(self) -> None:
-        lines = ["Keys (remap in ~/.config/autoresearch-tui/keymap.toml as id = \"key\"):", ""]
+    def help_rows(self) -> list[tuple[str, str]]:
+        """(key as shown on the key bar, what it does): one row per key, pause/resume on one."""
+        rows: dict[str, list[str]] = {}
         for b in self.BINDINGS:
             if isinstance(b, Binding):
-                lines.append(f"  {b.key:<14} {b.description:<16} id={b.id}")
-        lines += ["", "ctrl+p opens the command palette: every action is there too.",
-                  "The loop: propose → commit → run under the budget → measure → keep if strictly better, else revert.",
-                  "Crashes, timeouts, NaN and a touched evaluator are recorded as crash; nothing is lost."]
-        self.app.push_screen(TextScreen("Help", "\n".join(lines)))
+                key = self.app.get_key_display(b)
+                what = HELP_TEXT.get(b.id or "", b.description)
+                if what not in rows.setdefault(key, []):
+                    rows[key].append(what)
+        rows.setdefault("ctrl+p", ["command palette: every action, searchable"])
+        return [(k, " / ".join(v)) for k, v in rows.items()]
+
+    def action_help(self) -> None:
+        width = max(len(k) for k, _ in self.help_rows()) + 2
+        lines = [f"  {k:<{width}}{what}" for k, what in self.help_rows()]
+        lines += ["", "The loop: propose → commit → run under the budget → measure → keep if better, else revert.",
+                  "Crashes, timeouts, NaN and a touched evaluator are recorded as crash; nothing is lost.",
+                  "Keys can be remapped in ~/.config/autoresearch-tui/keymap.toml (id = \"key\"; ids: "
+                  + ", ".join(b.id for b in self.BINDINGS if isinstance(b, Binding) and b.id) + ")."]
+        self.app.push_screen(TextScreen("Keys — escape closes", "\n".join(lines)))
 
     def action_quit(self) -> None:
         app: Any = self.app

@@ -3,6 +3,7 @@ engine's own messages, a confirmation table, and the file written with tomli-w."
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 from typing import Any
@@ -10,12 +11,16 @@ from typing import Any
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Static
 
 from ... import detect
 from ...config import Config, ConfigError, default_tag, from_dict, save
+
+# the one wording of the default kill rule (config.ResearchConfig.effective_timeout): the hint and
+# the review table both say it
+KILL_RULE = "the larger of 2 × budget and budget + 30 s"
 
 # (id, label, hint)
 FIELDS = [
@@ -24,7 +29,7 @@ FIELDS = [
     ("read_only", "Read-only evaluator", "comma-separated: hashed, never changed"),
     ("command", "Command", "one experiment, run in the repository's top folder"),
     ("time_budget_s", "Time budget (s)", "training seconds per experiment (required), e.g. 300"),
-    ("timeout_s", "Kill after (s)", "empty = 2 x budget"),
+    ("timeout_s", "Kill after (s)", "empty = " + "{kill_rule}"),
     ("max_iterations", "Max iterations", "0 = until stopped"),
     ("metric", "Metric", "its name as the log prints it (name: value)"),
     ("min_delta", "Minimum improvement", "keep only if better by more than this"),
@@ -54,6 +59,7 @@ class WizardScreen(Screen[Config | None]):
         self.platform: dict[str, Any] = platform or {}
         self.tag = tag
         self.cfg: Config | None = None
+        self._invalid: str | None = None
 
     def defaults(self) -> dict[str, str]:
         train = detect.training_script(self.root)
@@ -103,18 +109,20 @@ class WizardScreen(Screen[Config | None]):
                         yield Select([("mutate (offline)", "mutate"), ("llm (litellm)", "llm")], value=d["kind"],
                                      allow_blank=False, id="f-kind", classes="field-input")
                     yield Static(f"detected: {self._proposer_why}", classes="field-hint")
+                hint = hint.format(kill_rule=KILL_RULE)
                 with Horizontal(classes="field-row"):
                     yield Label(label, classes="field-label")
                     yield Input(value=d[fid], placeholder=hint, id=f"f-{fid}", classes="field-input")
-                yield Static(hint, classes="field-hint")
-            yield Static("", id="wizard-error")
-            yield Static("", id="wizard-ok")
+                yield Static(hint, classes="field-hint", markup=False)
+            yield DataTable(id="confirm-table", show_cursor=False)
+        # the message and the buttons stay on screen whatever the form's scroll (never below the fold)
+        with Vertical(id="wizard-bar"):
+            yield Static("", id="wizard-error", markup=False)
+            yield Static("", id="wizard-ok", markup=False)
             with Horizontal(id="wizard-buttons"):
                 yield Button("Review (ctrl+s)", variant="primary", id="review")
-                yield Button("Cancel", id="cancel")
-            yield DataTable(id="confirm-table", show_cursor=False)
-            with Horizontal(id="wizard-buttons-2"):
                 yield Button("Write autoresearch.toml and start", variant="success", id="start", disabled=True)
+                yield Button("Cancel", id="cancel")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -205,10 +213,20 @@ class WizardScreen(Screen[Config | None]):
             err.update(str(e))
             ok.update("")
             self.query_one("#start", Button).disabled = True
+            self._invalid = self._field_of(str(e))
             return None
+        self._invalid = None
         err.update("")
         ok.update("✓ valid — press Review")
         return cfg
+
+    def _field_of(self, message: str) -> str | None:
+        """The form field a configuration message names (`[section] key ...`), if any."""
+        m = re.search(r"\] (\w+)", message)
+        if not m:
+            return None
+        key = {"name": "metric"}.get(m.group(1), m.group(1))
+        return key if self.query(f"#f-{key}") else None
 
     @on(Input.Changed)
     @on(Select.Changed)
@@ -221,6 +239,12 @@ class WizardScreen(Screen[Config | None]):
     def action_review(self) -> None:
         cfg = self.validate()
         if cfg is None:
+            # say it where the eye is: the field to fix gets the focus and comes into view
+            if self._invalid:
+                field = self.query_one(f"#f-{self._invalid}")
+                field.focus()
+                field.scroll_visible(animate=False)
+            self.app.bell()
             return
         self.cfg = cfg
         r, m, p = cfg.research, cfg.metric, cfg.proposer
@@ -228,7 +252,8 @@ class WizardScreen(Screen[Config | None]):
             ("Training script(s)", ", ".join(r.files_in_scope)),
             ("Read-only", ", ".join(r.read_only) or "(none)"),
             ("Command", r.command),
-            ("Time budget / run", f"{r.time_budget_s:g} s (killed after {r.effective_timeout:g} s)"),
+            ("Time budget / run", f"{r.time_budget_s:g} s (killed after {r.effective_timeout:g} s"
+             + ("" if r.timeout_s > 0 else f": {KILL_RULE}") + ")"),
             ("Metric", f"{m.name} ({m.direction}), min_delta {m.min_delta:g}"),
             ("Keep policy", f"{m.keep_policy}, baseline runs {m.baseline_runs}" + (f", noise_k {m.noise_k:g}" if m.keep_policy != "strict" else "")),
             ("Max iterations", str(r.max_iterations or "unlimited")),
@@ -243,6 +268,7 @@ class WizardScreen(Screen[Config | None]):
         for k, v in rows:
             t.add_row(k, v)
         t.display = True
+        t.scroll_visible(animate=False)
         start = self.query_one("#start", Button)
         start.disabled = False
         start.focus()

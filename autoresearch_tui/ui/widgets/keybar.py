@@ -9,6 +9,8 @@ from typing import Any
 from rich.text import Text
 from textual.widget import Widget
 
+KEEP = {"help", "quit"}  # binding ids the bar never drops for width
+
 
 class KeyBar(Widget):
     DEFAULT_CSS = """
@@ -22,7 +24,7 @@ class KeyBar(Widget):
 
     def __init__(self, **kw: Any) -> None:
         super().__init__(**kw)
-        self._text = Text()
+        self._entries: list[tuple[Text, bool]] = []
 
     def on_mount(self) -> None:
         self.screen.bindings_updated_signal.subscribe(self, self._changed)
@@ -35,19 +37,35 @@ class KeyBar(Widget):
         v = self.app.theme_variables
         key_style = f"bold {v.get('accent', '')}"
         dim = "dim"
-        t = Text(no_wrap=True, overflow="ellipsis")
+        entries: list[tuple[Text, bool]] = []
         seen = set()
         for _node, binding, enabled, _tip in screen.active_bindings.values():
             if not binding.show or binding.action in seen:
                 continue
             seen.add(binding.action)
             key = self.app.get_key_display(binding)
-            t.append(f" {key} ", style=key_style if enabled else dim)
-            t.append(f"{binding.description} ", style="" if enabled else dim)
-        t.append(" ^p palette", style=dim)
-        if t.plain != self._text.plain or t.spans != self._text.spans:
-            self._text = t
+            e = Text()
+            e.append(f" {key} ", style=key_style if enabled else dim)
+            e.append(f"{binding.description} ", style="" if enabled else dim)
+            entries.append((e, binding.id in KEEP))
+        if [(e.plain, e.spans, k) for e, k in entries] != [(e.plain, e.spans, k) for e, k in self._entries]:
+            self._entries = entries
             self.refresh()
 
     def render(self) -> Text:
-        return self._text
+        # Help and Quit stay whatever the width: the others are dropped from the right first
+        width = self.size.width or 200
+        tail = Text(" ^p palette", style="dim")
+        budget = width - tail.cell_len - sum(e.cell_len for e, keep in self._entries if keep)
+        t = Text(no_wrap=True, overflow="ellipsis")
+        for e, keep in self._entries:
+            if keep:
+                t.append_text(e)
+            elif e.cell_len <= budget:
+                t.append_text(e)
+                budget -= e.cell_len
+            else:
+                budget = -1  # keep the order: nothing after a dropped key
+        if t.cell_len + tail.cell_len <= width:
+            t.append_text(tail)
+        return t

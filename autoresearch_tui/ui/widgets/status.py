@@ -28,7 +28,13 @@ class StatusText(Widget):
             self.refresh()
 
     def render(self) -> Text:
-        return self.text
+        # each line cut to the width: a wrapped first line would push the run line off
+        width = max(1, self.size.width)
+        lines = []
+        for line in self.text.split("\n", allow_blank=True)[:2]:
+            line.truncate(width, overflow="ellipsis")
+            lines.append(line)
+        return Text("\n").join(lines)
 
 PHASE_COLOURS = {
     "baseline": "secondary", "proposing": "secondary", "committing": "secondary", "running": "primary",
