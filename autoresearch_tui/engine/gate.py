@@ -23,7 +23,8 @@ OOM_RETRY = "retry of #{n} at half the device batch"
 Ready = tuple[Proposal, dict[str, str], str]  # the proposal, the changed files, the diff hash
 
 
-def _read(ctx: Ctx, paths: list[str]) -> dict[str, str]:
+def read_files(ctx: Ctx, paths: list[str]) -> dict[str, str]:
+    """The text of these repository files (the ones that exist)."""
     out = {}
     for p in paths:
         try:
@@ -49,12 +50,12 @@ class Gate:
     def context(self, feedback: list[str], rejected: list[str]) -> ProposalContext:
         ctx, r = self.ctx, self.ctx.cfg.research
         h = ctx.history
-        program = _read(ctx, [r.program]).get(r.program, "") if r.program else ""
+        program = read_files(ctx, [r.program]).get(r.program, "") if r.program else ""
         ideas = [i.text for i in ctx.notes.ideas() if i.status == "queued"]
         crash = self.to_repair()
         note = self.strategy_note()
         return ProposalContext(
-            iteration=h.next_iteration, root=ctx.root, files=_read(ctx, r.files_in_scope), read_only=_read(ctx, r.read_only),
+            iteration=h.next_iteration, root=ctx.root, files=read_files(ctx, r.files_in_scope), read_only=read_files(ctx, r.read_only),
             goal=r.goal, metric=ctx.cfg.metric.name, direction=ctx.cfg.metric.direction, program=program,
             history=list(h.records), best=h.best(), baseline=h.baseline(), ideas=ideas, feedback=feedback, rejected=rejected,
             platform=ctx.platform, advice=list(ctx.platform.get("advice", [])), crash=crash, strategy_note=note,
@@ -120,7 +121,7 @@ class Gate:
         """(blocking) A proposal held during a pause, validated again against the files now."""
         proposal = ready[0]
         r = self.ctx.cfg.research
-        files = _read(self.ctx, r.files_in_scope)
+        files = read_files(self.ctx, r.files_in_scope)
         try:
             changed, h = self.validate(proposal, files)
         except Rejected as e:

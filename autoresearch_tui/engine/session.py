@@ -20,7 +20,7 @@ from .context import Ctx, now
 from .events import BacklogChanged, Event, HistoryLoaded, Phase, PlatformDetected, SessionEnded, SessionStarted
 from .executors import LocalExecutor
 from .executors.base import Executor
-from .gate import Gate
+from .gate import Gate, read_files
 from .ledger import GitError
 from .metrics import error_tail, read_log_text
 from .notes import clean_idea
@@ -172,12 +172,7 @@ class Session:
     def idea_problem(self, text: str) -> str | None:
         """Why the current proposer will not act on this idea, or None (reads the in-scope files:
         call it in a thread)."""
-        files: dict[str, str] = {}
-        for f in self.cfg.research.files_in_scope:
-            try:
-                files[f] = (self.cfg.root / f).read_text(errors="replace")
-            except OSError:
-                pass
+        files = read_files(self.ctx, self.cfg.research.files_in_scope)
         return self.ctx.proposer.idea_problem(clean_idea(text), files)
 
     def abandon(self) -> None:
