@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
+from ..fsio import fmt_metric
 from ..proposers.base import Proposal
 from ..proposers.oom import raised_batch
 from . import integrity
@@ -194,7 +195,7 @@ async def record(ctx: Ctx, rec: RunRecord) -> None:
                    "error")
     await ctx.thread(_after_record_sync, ctx, rec)
     if rec.idea:
-        outcome = f"#{n} {status}" + (f" ({rec.metric:.6f})" if rec.metric is not None else "")
+        outcome = f"#{n} {status}" + (f" ({fmt_metric(rec.metric)})" if rec.metric is not None else "")
         await ctx.thread(ctx.mark_idea, rec.idea, "tried", outcome)
     ctx.set_phase({"keep": Phase.KEPT, "discard": Phase.DISCARDED, "crash": Phase.CRASHED}[status], n, rec.description)
     h = ctx.history
@@ -233,5 +234,5 @@ def progress_line(ctx: Ctx) -> str:
         b = "best —"
     else:
         pct = f" ({(best.metric - base.metric) / abs(base.metric) * 100:+.2f}% vs baseline)" if base and base.metric else ""
-        b = f"best {best.metric:.6f}{pct}"
+        b = f"best {fmt_metric(best.metric)}{pct}"
     return f"=== Iteration {done}: {b}, {c['keep']} keep / {c['discard']} discard / {c['crash']} crash ==="
