@@ -91,6 +91,14 @@ class ProposerConfig:
 
 
 @dataclass
+class ComputeConfig:
+    slots: int | str = 1  # experiments at once; "auto" = one per visible GPU group (1 without GPUs)
+    gpus_per_run: int = 1
+    gpus: list[str] = field(default_factory=list)  # explicit GPU ids; empty = the visible ones
+    link_untracked: bool = True  # slot worktrees link the repository's untracked top-level files (data, .venv)
+
+
+@dataclass
 class UIConfig:
     theme: str = ""
 
@@ -99,6 +107,7 @@ SECTIONS: dict[str, type] = {
     "research": ResearchConfig,
     "metric": MetricConfig,
     "proposer": ProposerConfig,
+    "compute": ComputeConfig,
     "ui": UIConfig,
 }
 
@@ -108,6 +117,7 @@ class Config:
     research: ResearchConfig = field(default_factory=ResearchConfig)
     metric: MetricConfig = field(default_factory=MetricConfig)
     proposer: ProposerConfig = field(default_factory=ProposerConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
     ui: UIConfig = field(default_factory=UIConfig)
     path: Path = Path(CONFIG_NAME)
 
@@ -138,6 +148,7 @@ def _type_name(t: Any) -> str:
         "int": "a whole number",
         "bool": "true or false",
         "list[str]": 'a list of strings, e.g. ["train.py"]',
+        "int | str": 'a whole number or "auto"',
     }.get(str(t), str(t))
 
 
@@ -160,7 +171,13 @@ def _coerce(file: str, section: str, key: str, value: Any, t: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be {_type_name(t)} (got {value!r})")
         return float(value)
+    if t == "int | str":
+        if isinstance(value, bool) or not (isinstance(value, int) or value == "auto"):
+            raise ConfigError(f'{where} must be {_type_name(t)} (got {value!r})')
+        return value
     if t == "list[str]":
+        if key == "gpus" and isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            value = [str(v) for v in value]  # gpus = [0, 1] is as good as ["0", "1"]
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -290,6 +307,21 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"{file}: [proposer] max_failed_rounds must be 0 (= never give up) or more (got {p.max_failed_rounds})")
     if p.max_tokens < 256:
         raise ConfigError(f"{file}: [proposer] max_tokens must be at least 256 (got {p.max_tokens})")
+    c = cfg.compute
+    if isinstance(c.slots, int) and not 1 <= c.slots <= 64:
+        raise ConfigError(f'{file}: [compute] slots must be between 1 and 64, or "auto" (got {c.slots})')
+    if not 1 <= c.gpus_per_run <= 64:
+        raise ConfigError(f"{file}: [compute] gpus_per_run must be between 1 and 64 (got {c.gpus_per_run})")
+    bad = [g for g in c.gpus if not re.match(r"^[A-Za-z0-9_-]+$", g)]
+    if bad:
+        raise ConfigError(f"{file}: [compute] gpus entry {bad[0]!r} is not a GPU id; list ids as CUDA_VISIBLE_DEVICES takes them, e.g. [0, 1]")
+    if len(set(c.gpus)) != len(c.gpus):
+        raise ConfigError(f"{file}: [compute] gpus lists a GPU twice; two runs must never share one")
+    if c.gpus and isinstance(c.slots, int) and c.slots * c.gpus_per_run > len(c.gpus):
+        raise ConfigError(
+            f"{file}: [compute] slots = {c.slots} with gpus_per_run = {c.gpus_per_run} needs {c.slots * c.gpus_per_run} GPUs "
+            f"but gpus lists {len(c.gpus)}; lower slots or list more GPUs"
+        )
     if p.api_base and not re.match(r"^https?://", p.api_base):
         raise ConfigError(f'{file}: [proposer] api_base must start with http:// or https:// (got {p.api_base!r})')
 

@@ -305,7 +305,7 @@ def test_a_stop_after_the_commit_takes_the_experiment_back_and_requeues_its_idea
     assert git(repo, "rev-parse", "HEAD").strip() == rows[0]["commit"]  # the branch is back on the measured best
     assert "refs/autoresearch/t1/1" not in git(repo, "for-each-ref", "--format=%(refname)")
     assert "[ ] LR=0.02" in (repo / "autoresearch.md").read_text()  # queued again, not stuck as running
-    assert "pending" not in (repo / ".autoresearch" / "state.json").read_text()
+    assert "pending_commits" not in (repo / ".autoresearch" / "state.json").read_text()
     # and the next start records no made-up crash
     run_engine(load_cfg(repo), proposer=ScriptedProposer([]), max_iterations=1)
     assert [r["status"] for r in jsonl_runs(repo)] == ["keep"]

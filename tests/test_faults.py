@@ -80,7 +80,8 @@ def _recorded(root: Path) -> set[int]:
 
 def _pending(root: Path) -> int | None:
     try:
-        return (json.loads((root / ".autoresearch" / "state.json").read_text()).get("pending") or {}).get("iteration")
+        pending = json.loads((root / ".autoresearch" / "state.json").read_text()).get("pending_commits") or {}
+        return min((int(n) for n in pending), default=None)
     except (OSError, ValueError):
         return None
 

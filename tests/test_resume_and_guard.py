@@ -72,7 +72,7 @@ def _wait_inflight(root: Path, iteration: int, timeout: float = 60) -> dict:
             st = json.loads((root / ".autoresearch" / "state.json").read_text())
         except (OSError, ValueError):
             return None
-        return st.get("inflight") if (st.get("inflight") or {}).get("iteration") == iteration else None
+        return (st.get("inflight_runs") or {}).get(str(iteration))
 
     return wait_until(inflight, timeout, f"experiment #{iteration} to be recorded as in flight")
 

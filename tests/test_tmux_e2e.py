@@ -152,7 +152,7 @@ def test_tui_in_tmux_panes_table_pause_and_clean_quit(tmp_path):
             pass
     assert left == []
     assert len((root / "results.tsv").read_text().splitlines()) == 4  # header + baseline + #1 + #2
-    assert '"inflight"' not in (root / ".autoresearch" / "state.json").read_text()  # no run is left in flight
+    assert '"inflight_runs"' not in (root / ".autoresearch" / "state.json").read_text()  # no run is left in flight
 
 
 CRASHY_TOY = TOY_TRAIN.replace('MODE = "ok"\n', 'MODE = "ok"\nif MODE == "crash":\n    raise SystemExit("crashed on purpose")\n')

@@ -1,9 +1,10 @@
 """What the engine's parts share: the collaborators of one session, the user's commands as
 flags, and the slots.
 
-A **slot** is where one experiment runs: a working directory (the repository root today; a git
-worktree per GPU later) and an environment, plus the run in flight there and the means to kill
-it. Nothing in the engine assumes one slot: commands that act on "the run" act on every slot.
+A **slot** is where one experiment runs: a working directory (the repository itself with one
+slot; a git worktree of its own under `.autoresearch/worktrees/` with several), its GPUs and
+environment, plus the run in flight there and the means to kill it. Nothing in the engine
+assumes one slot: commands that act on "the run" act on every slot.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any, Callable
 from .. import config as config_mod
 from ..proposers.base import Proposer
 from .bus import EventBus
-from .events import BacklogChanged, Notice, Phase, PhaseChanged
+from .events import BacklogChanged, Notice, Phase, PhaseChanged, SlotsChanged, SlotView
 from .executors.base import Executor, Handle, RunSpec
 from .ledger import Ledger
 from .notes import Notes
@@ -41,6 +42,18 @@ class Slot:
     kind: str = ""  # what runs there now: run | confirm | guard
     kill: asyncio.Event = field(default_factory=asyncio.Event)
     kill_reason: str = ""
+    gpus: list[str] = field(default_factory=list)
+    ledger: Ledger | None = None  # its own worktree's; None = the repository itself (one slot)
+    # what the UI shows
+    state: str = "idle"  # idle | proposing | committing | running | measuring | confirming
+    iteration: int = 0
+    description: str = ""
+    started_at: float = 0.0
+    log_path: str = ""
+
+    def view(self, budget_s: float, timeout_s: float) -> SlotView:
+        return SlotView(self.index, list(self.gpus), self.state, self.iteration, self.description, self.started_at,
+                        budget_s, timeout_s, self.log_path)
 
     def request_kill(self, reason: str, even_idle: bool = False) -> bool:
         """Kill what runs here. `even_idle`: also a run that is about to start (a stop)."""
@@ -107,6 +120,10 @@ class Ctx:
         self.poll_s = poll_s
         self.control = Control()
         self.slots = [Slot(0, self.root)]
+        self.links: list[str] = []  # untracked top-level names linked into each slot's worktree
+        self.follow_ups: list[Any] = []  # trial.Job: re-applications found while recovering, run first
+        self.in_flight: dict[int, Any] = {}  # iteration -> RunRecord of experiments started, not yet recorded
+        self.record_lock = asyncio.Lock()  # decisions, rows and branch moves happen one at a time
         self.phase = Phase.STARTING
         self.readonly_hashes: dict[str, str] = {}
         self.max_iterations = 0
@@ -119,11 +136,43 @@ class Ctx:
     def notice(self, text: str, level: str = "info") -> None:
         self.bus.emit(Notice(level, text))
 
-    def set_phase(self, phase: str, iteration: int | None = None, detail: str = "") -> None:
+    def set_phase(self, phase: str, iteration: int | None = None, detail: str = "", slot: Slot | None = None) -> None:
         self.phase = phase
-        n = self.history.next_iteration if iteration is None else iteration
+        n = self.peek_iteration() if iteration is None else iteration
         c = self.control
-        self.bus.emit(PhaseChanged(phase, n, detail, paused=c.paused, stopping=c.stopping))
+        self.bus.emit(PhaseChanged(phase, n, detail, paused=c.paused, stopping=c.stopping, slot=slot.index if slot else 0))
+        if slot is not None:
+            self.slot_state(slot, phase, n, detail)
+
+    def slot_state(self, slot: Slot, state: str, iteration: int = 0, detail: str = "") -> None:
+        """A slot's line in the UI changed."""
+        if state in (Phase.KEPT, Phase.DISCARDED, Phase.CRASHED, Phase.PAUSED, Phase.STOPPED):
+            state = "idle"
+        slot.state = state
+        if iteration:
+            slot.iteration = iteration
+        if detail or state == "idle":
+            slot.description = detail
+        self.emit_slots()
+
+    def emit_slots(self) -> None:
+        r = self.cfg.research
+        self.bus.emit(SlotsChanged([s.view(r.time_budget_s, r.effective_timeout) for s in self.slots]))
+
+    @property
+    def parallel(self) -> bool:
+        return len(self.slots) > 1
+
+    # ------------------------------------------------------------ iterations
+    def peek_iteration(self) -> int:
+        """The number the next experiment will get (numbers are given when an experiment starts)."""
+        return max([self.history.next_iteration, *(n + 1 for n in self.in_flight)])
+
+    def allocate(self, rec: Any) -> int:
+        n = self.peek_iteration()
+        rec.iteration = n
+        self.in_flight[n] = rec
+        return n
 
     # --------------------------------------------------------------- helpers
     @staticmethod
@@ -157,6 +206,8 @@ class Ctx:
     def spec(self, slot: Slot, n: int, kind: str = "", command: str = "") -> RunSpec:
         r = self.cfg.research
         env = {**slot.env, "AUTORESEARCH_SLOT": str(slot.index), "AUTORESEARCH_ITERATION": str(n)}
+        if self.parallel or slot.gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(slot.gpus)
         return RunSpec(n, command or r.command, slot.workdir, self.paths.log(n, kind), self.paths.exit_file(n, kind),
                        r.time_budget_s, r.effective_timeout, r.kill_grace_s, env, kind or "run")
 

@@ -3,6 +3,8 @@ confirmation run when the policy asks for one, and the guard command before a ke
 
 from __future__ import annotations
 
+from typing import Any
+
 from .context import Ctx, Slot
 from .events import Phase
 from .measure import delta, evaluate_run
@@ -10,11 +12,13 @@ from .policy import decide as policy_decide
 from .records import RunRecord
 
 
-async def decide(ctx: Ctx, slot: Slot, rec: RunRecord) -> str:
-    """keep | discard | crash; fills the record's decision fields."""
+async def decide(ctx: Ctx, slot: Slot, rec: RunRecord, basis: Any = None) -> str:
+    """keep | discard | crash; fills the record's decision fields. `basis` (trial.Basis): the
+    best when the experiment started — what it must beat, also when the best moved meanwhile
+    (several slots); None = the best now."""
     h = ctx.history
     best, base = h.best(), h.baseline()
-    best_val = best.metric if best else None
+    best_val = basis.best if basis is not None and basis.best is not None else (best.metric if best else None)
     rec.best_before = best_val
     rec.delta_vs_best = delta(rec.metric, best_val)
     rec.delta_vs_baseline = delta(rec.metric, base.metric if base else None)
@@ -22,7 +26,7 @@ async def decide(ctx: Ctx, slot: Slot, rec: RunRecord) -> str:
         return "crash"
     if not rec.is_experiment or best_val is None:
         return "keep"  # the baseline, a re-measurement after an override, or nothing to beat yet
-    status = await _policy(ctx, slot, rec)
+    status = await _policy(ctx, slot, rec, basis)
     if status == "keep" and ctx.cfg.research.guard_command:
         if _interrupted(ctx, slot, rec, "guard"):
             return "crash"
@@ -46,17 +50,19 @@ def _interrupted(ctx: Ctx, slot: Slot, rec: RunRecord, what: str) -> bool:
     return True
 
 
-async def _policy(ctx: Ctx, slot: Slot, rec: RunRecord) -> str:
+async def _policy(ctx: Ctx, slot: Slot, rec: RunRecord, basis: Any = None) -> str:
     m = ctx.cfg.metric
     spread = ctx.history.noise()
     ref, n_ref = ctx.history.reference()
+    if basis is not None and basis.reference is not None:
+        ref, n_ref = basis.reference, basis.n_reference
     lines = (rec.lines_added, rec.lines_removed)
     assert rec.metric is not None and ref is not None
     v = policy_decide(rec.metric, ref, n_ref, m.direction, m.keep_policy, m.min_delta, spread, m.noise_k, lines)
     if v.status == "confirm":
         if _interrupted(ctx, slot, rec, "confirmation"):
             return "crash"
-        ctx.set_phase(Phase.RUNNING, rec.iteration, f"confirming #{rec.iteration}: {v.verdict}")
+        ctx.set_phase(Phase.RUNNING, rec.iteration, f"confirming #{rec.iteration}: {v.verdict}", slot=slot)
         second = await _confirm(ctx, slot, rec.iteration)
         if _interrupted(ctx, slot, rec, "confirmation"):
             return "crash"

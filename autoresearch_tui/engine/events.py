@@ -40,6 +40,7 @@ class SessionStarted(Event):
     time_budget_s: float
     platform: dict[str, Any] = field(default_factory=dict)
     proposer: str = "mutate"
+    slots: list[list[str]] = field(default_factory=list)  # each slot's GPUs (one entry per slot)
 
 
 @dataclass
@@ -56,6 +57,29 @@ class PhaseChanged(Event):
     detail: str = ""
     paused: bool = False
     stopping: bool = False
+    slot: int = 0
+
+
+@dataclass
+class SlotView:
+    """One slot as the UI shows it."""
+
+    index: int
+    gpus: list[str]
+    state: str  # idle | proposing | committing | running | baseline | measuring | …
+    iteration: int
+    description: str
+    started_at: float  # of the run in flight (0 = none)
+    budget_s: float
+    timeout_s: float
+    log_path: str
+
+
+@dataclass
+class SlotsChanged(Event):
+    """The slots (several experiments at once): one line each."""
+
+    slots: list[SlotView]
 
 
 @dataclass
@@ -98,6 +122,7 @@ class RunStarted(Event):
     timeout_s: float
     started_at: float
     pid: int = 0
+    slot: int = 0
 
 
 @dataclass
@@ -107,6 +132,7 @@ class RunFinished(Event):
     timed_out: bool
     killed: bool
     duration_s: float
+    slot: int = 0
 
 
 @dataclass

@@ -40,11 +40,11 @@ class Gate:
         self.failed_in_row = 0
         self.backoff_base_s = 2.0  # after a failed round: 2, 4, 8 … s, at most 5 minutes
         self.end_reason = ""
-        self.in_flight_hashes: set[str] = set()  # experiments committed but not yet recorded
+        self.reserved: dict[str, Proposal] = {}  # diff hash -> a valid proposal not yet recorded (held, running)
         self._strategy_active = False
-        self._prefetch: asyncio.Task | None = None
-        self._prefetch_based_on = ""
+        self._prefetch: list[tuple[asyncio.Task, str]] = []  # prepared proposals, and the best each was based on
         self._requests: set[asyncio.Task] = set()
+        self._round_lock = asyncio.Lock()  # a fast proposer answers one slot at a time: no two alike
 
     # ------------------------------------------------------------- context
     def context(self, feedback: list[str], rejected: list[str]) -> ProposalContext:
@@ -59,8 +59,17 @@ class Gate:
             goal=r.goal, metric=ctx.cfg.metric.name, direction=ctx.cfg.metric.direction, program=program,
             history=list(h.records), best=h.best(), baseline=h.baseline(), ideas=ideas, feedback=feedback, rejected=rejected,
             platform=ctx.platform, advice=list(ctx.platform.get("advice", [])), crash=crash, strategy_note=note,
-            temperature=ctx.cfg.proposer.temperature + (0.2 if note else 0.0),
+            temperature=ctx.cfg.proposer.temperature + (0.2 if note else 0.0), in_flight=self.in_flight(),
         )
+
+    def in_flight(self) -> list[RunRecord]:
+        """Experiments running now or about to (other slots): they count as tried."""
+        out = [RunRecord(iteration=r.iteration, description=r.description, mutation=r.mutation, diff_hash=r.diff_hash)
+               for r in self.ctx.in_flight.values() if r.description]
+        seen = {r.diff_hash for r in out}
+        out += [RunRecord(iteration=0, description=p.description, mutation=p.mutation, diff_hash=h)
+                for h, p in self.reserved.items() if h not in seen]
+        return out
 
     def to_repair(self) -> RunRecord | None:
         """The last experiment, when it gets its one repair round: a trivial bug to fix, or out of
@@ -97,12 +106,13 @@ class Gate:
         return task.result()
 
     def cancel_requests(self) -> None:
-        """A stop: end every model request now, the prepared one too."""
+        """A stop: end every model request now, the prepared ones too."""
         for t in list(self._requests):
             t.cancel()
-        if self._prefetch is not None and not self._prefetch.done():
-            self._prefetch.cancel()
-        self._prefetch = None
+        for t, _ in self._prefetch:
+            if not t.done():
+                t.cancel()
+        self._prefetch = []
 
     # ------------------------------------------------------------- validate
     def validate(self, proposal: Proposal, files: dict[str, str]) -> tuple[dict[str, str], str]:
@@ -113,17 +123,27 @@ class Gate:
         dup = self.ctx.history.find_diff(h)
         if dup is not None:
             raise Rejected(f"this change duplicates experiment #{dup.iteration} ({dup.description}); propose something new")
-        if h in self.in_flight_hashes:
-            raise Rejected("this change duplicates an experiment that is running now; propose something new")
         return changed, h
 
-    def recheck(self, ready: Ready) -> Ready | None:
-        """(blocking) A proposal held during a pause, validated again against the files now."""
-        proposal = ready[0]
+    def reserve(self, proposal: Proposal, h: str) -> None:
+        """(on the loop) Hold a valid proposal's diff until its row is recorded, so that no other
+        slot runs the same change meanwhile."""
+        if h in self.reserved:
+            raise Rejected("this change duplicates an experiment that is running now; propose something new")
+        self.reserved[h] = proposal
+
+    def release(self, h: str) -> None:
+        self.reserved.pop(h, None)
+
+    async def recheck(self, ready: Ready) -> Ready | None:
+        """A proposal held during a pause, validated again against the files now."""
+        proposal, _, old = ready
+        self.release(old)
         r = self.ctx.cfg.research
-        files = read_files(self.ctx, r.files_in_scope)
+        files = await self.ctx.thread(read_files, self.ctx, r.files_in_scope)
         try:
-            changed, h = self.validate(proposal, files)
+            changed, h = await self.ctx.thread(self.validate, proposal, files)
+            self.reserve(proposal, h)
         except Rejected as e:
             self.ctx.notice(f"the proposal prepared before the pause no longer applies ({e}); asking again")
             return None
@@ -131,7 +151,14 @@ class Gate:
 
     # ------------------------------------------------------------ one round
     async def next(self, n: int) -> Ready | None:
-        """A valid proposal for experiment `n`, or None (the round failed or a stop came)."""
+        """A valid proposal for experiment `n` (reserved: `release` it when its row is recorded or
+        it is dropped), or None (the round failed or a stop came)."""
+        if self.ctx.proposer.pipelined:
+            return await self._next(n)
+        async with self._round_lock:
+            return await self._next(n)
+
+    async def _next(self, n: int) -> Ready | None:
         ctx = self.ctx
         ctx.set_phase(Phase.PROPOSING, n)
         feedback: list[str] = []
@@ -170,6 +197,7 @@ class Gate:
             label_retry(proposal, pc.crash)
             try:
                 changed, h = await ctx.thread(self.validate, proposal, pc.files)
+                self.reserve(proposal, h)
             except Rejected as e:
                 ctx.bus.emit(ProposalRejected(n, str(e), attempts))
                 await ctx.thread(ctx.results.append_event, {"kind": "proposal_rejected", "iteration": n, "reason": str(e),
@@ -223,22 +251,22 @@ class Gate:
         ctx = self.ctx
         if not (ctx.proposer.pipelined and ctx.cfg.proposer.pipeline) or ctx.control.stopping:
             return
-        done_after_this = ctx.experiments_this_session + (0 if during_baseline else 1)
-        if ctx.max_iterations and done_after_this >= ctx.max_iterations:
+        running = sum(1 for r in ctx.in_flight.values() if r.is_experiment)
+        if ctx.max_iterations and ctx.experiments_this_session + running + len(self._prefetch) >= ctx.max_iterations:
             return
-        if self._prefetch is not None and not self._prefetch.done():
-            return  # one prepared proposal at a time (a baseline repeat must not pay for another)
+        self._prefetch = [(t, b) for t, b in self._prefetch if not t.cancelled()]
+        if len(self._prefetch) >= len(ctx.slots):
+            return  # one prepared proposal per slot (a baseline repeat must not pay for another)
         pc = self.context([], [])
         # the last record is the one a repair round is about, or the run now starting is that
         # repair: a prepared proposal is never a repair (next() asks for one when it is due)
         pc.crash = None
-        self._prefetch_based_on = base or ctx.best_commit() or ""
-        self._prefetch = asyncio.ensure_future(ctx.proposer.propose(pc))
+        self._prefetch.append((asyncio.ensure_future(ctx.proposer.propose(pc)), base or ctx.best_commit() or ""))
 
     async def _take_prefetch(self, pc: ProposalContext) -> Proposal | None:
-        task, self._prefetch = self._prefetch, None
-        if task is None:
+        if not self._prefetch:
             return None
+        task, based_on = self._prefetch.pop(0)
         self._requests.add(task)
         try:
             await asyncio.wait({task})
@@ -259,7 +287,7 @@ class Gate:
         first = pc.ideas[0] if pc.ideas else ""
         if first and pc.crash is None and proposal.idea != first:
             return None  # the user queued a new idea meanwhile: it goes first
-        if self._prefetch_based_on != self.ctx.best_commit():
+        if based_on != self.ctx.best_commit():
             # the running experiment was kept: do the prepared edits still apply onto the new best?
             r = self.ctx.cfg.research
             try:

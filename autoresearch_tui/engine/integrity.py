@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
-from .context import Ctx
+from .context import Ctx, Slot
 from .measure import hash_files
 
 
@@ -19,36 +19,40 @@ def expected_hashes(ctx: Ctx, anchor: str) -> dict[str, str]:
     return out
 
 
-def evaluator_changes(ctx: Ctx) -> list[str]:
-    """Paths of read-only files whose content is not what it must be."""
-    now = hash_files(ctx.root, list(ctx.readonly_hashes))
+def evaluator_changes(ctx: Ctx, slot: Slot | None = None) -> list[str]:
+    """Paths of read-only files (in the slot's working tree) whose content is not what it must be."""
+    now = hash_files(slot.workdir if slot else ctx.root, list(ctx.readonly_hashes))
     return [p for p, h in ctx.readonly_hashes.items() if now.get(p) != h]
 
 
-def restore_evaluator(ctx: Ctx, paths: list[str]) -> None:
-    ctx.ledger.restore_paths(ctx.best_commit() or "HEAD", paths)
+def restore_evaluator(ctx: Ctx, paths: list[str], slot: Slot | None = None) -> None:
+    led = slot.ledger if slot is not None and slot.ledger is not None else ctx.ledger
+    led.restore_paths(ctx.best_commit() or "HEAD", paths)
 
 
-def check_before_run(ctx: Ctx) -> None:
-    bad = evaluator_changes(ctx)
+def check_before_run(ctx: Ctx, slot: Slot | None = None) -> None:
+    bad = evaluator_changes(ctx, slot)
     if bad:
-        restore_evaluator(ctx, bad)
+        restore_evaluator(ctx, bad, slot)
         ctx.notice(f"read-only file(s) {', '.join(bad)} differed from the committed evaluator before the run; restored", "warning")
 
 
-def check_evaluator_after_run(ctx: Ctx) -> str:
+def check_evaluator_after_run(ctx: Ctx, slot: Slot | None = None) -> str:
     """'' if the evaluator is intact; else the crash reason (and the files are restored)."""
-    bad = evaluator_changes(ctx)
+    bad = evaluator_changes(ctx, slot)
     if not bad:
         return ""
-    restore_evaluator(ctx, bad)
+    restore_evaluator(ctx, bad, slot)
     return f"the run modified the read-only evaluator ({', '.join(bad)}): result invalid; file restored"
 
 
-def check_git_after_run(ctx: Ctx, commit: str) -> str:
-    """A run must not move HEAD or the research branch; if it did, put them back and say so."""
+def check_git_after_run(ctx: Ctx, slot: Slot | None, commit: str) -> str:
+    """A run must not move HEAD or the research branch; if it did, put them back and say so.
+    (Called under the record lock: only a decision moves the branch.)"""
     if not commit or len(commit) != 40:
         return ""
+    if slot is not None and slot.ledger is not None:
+        return _check_worktree(ctx, slot, commit)
     led, branch = ctx.ledger, ctx.cfg.branch
     problems = []
     ref = f"refs/heads/{branch}"
@@ -65,4 +69,26 @@ def check_git_after_run(ctx: Ctx, commit: str) -> str:
     if not problems:
         return ""
     led.git("reset", "-q", "--hard", commit, check=False)
+    return "the run changed the repository's git state (" + ", ".join(problems) + "): result invalid; restored"
+
+
+def _check_worktree(ctx: Ctx, slot: Slot, commit: str) -> str:
+    """A run in a slot's worktree: its HEAD must still be the experiment's commit, and the research
+    branch (checked out in the repository) still on the best, with HEAD on it."""
+    assert slot.ledger is not None
+    problems = []
+    if slot.ledger.git("rev-parse", "HEAD", check=False).strip() != commit:
+        problems.append("moved HEAD in its worktree")
+        slot.ledger.git("checkout", "-q", "--detach", "--force", commit, check=False)
+    led, ref = ctx.ledger, f"refs/heads/{ctx.cfg.branch}"
+    best = ctx.best_commit()
+    if led.current_branch() != ctx.cfg.branch:
+        problems.append("switched the repository's HEAD away from the research branch")
+        led.git("symbolic-ref", "HEAD", ref, check=False)
+    if best and led.rev(ref) != best:
+        problems.append("moved the research branch")
+        led.git("update-ref", ref, best, check=False)
+        led.git("reset", "-q", "--hard", best, check=False)
+    if not problems:
+        return ""
     return "the run changed the repository's git state (" + ", ".join(problems) + "): result invalid; restored"

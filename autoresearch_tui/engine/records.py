@@ -48,6 +48,8 @@ class RunRecord:
     lines_added: int = 0
     lines_removed: int = 0
     repair_of: int | None = None
+    reapply_of: int | None = None  # the experiment whose change this re-applies onto a best that moved
+    slot: int = 0
     is_baseline: bool = False
     remeasure_of: int | None = None
     # what it measured

@@ -1,20 +1,26 @@
-"""What runs next, and when the session ends.
+"""What runs next in each slot, and when the session ends.
 
-Order: the baseline (and its repeats, for the noise estimate) → the user's overrides and their
-re-measurements → proposals, one experiment at a time per slot. Iteration numbers are given
-when an experiment is prepared. The loop ends on a stop, at `max_iterations` (experiments that
-ran; failed proposal rounds are not experiments and have their own limit in the gate), when the
-proposer has nothing left, or on an error it cannot work around (full disk, broken repository).
+One worker per slot; every free slot takes the next job at once. Order: the baseline (in one
+slot; the others wait for it) and its repeats (over free slots, for the noise estimate) → the
+user's overrides and their re-measurements (nothing new starts until the branch head is
+measured) → proposals. A slot whose experiment beat the best it started from while the best
+moved re-applies it onto the new best and runs that next (see `trial`).
+
+Iteration numbers are given when an experiment starts (`Ctx.allocate`); rows are recorded when
+it ends. The session ends on a stop, at `max_iterations` (experiments started in this session;
+runs in flight finish), when the proposer has nothing left, or on an error it cannot work around
+(full disk, broken repository): then no slot starts anything new and the runs in flight finish.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from .context import Ctx, Slot
 from .events import Phase
 from .gate import Gate, Ready
 from .ledger import GitError
 from .overrides import apply_pending
-from .records import RunRecord
 from .trial import Job, prepare, run, withdraw
 
 
@@ -22,80 +28,161 @@ class Scheduler:
     def __init__(self, ctx: Ctx, gate: Gate):
         self.ctx = ctx
         self.gate = gate
-        self.held: Ready | None = None  # a proposal that came while the loop was paused
+        self.held: dict[int, Ready] = {}  # slot -> a proposal that came while the loop was paused
+        self.end_reason = ""
+        self._running: dict[str, int] = {"baseline": 0, "repeat": 0, "remeasure": 0, "experiment": 0}
+        self._baseline_tried = False
+        self._tick = asyncio.Event()
 
-    async def _run(self, slot: Slot, job: Job) -> RunRecord | None:
-        """Prepare and run one job in `slot` — unless a stop came first: then nothing starts."""
+    # ------------------------------------------------------------- helpers
+    def _notify(self) -> None:
+        """Something changed (a row recorded, a job started or ended): waiting workers look again."""
+        self._tick.set()
+        self._tick = asyncio.Event()
+
+    async def _wait(self, timeout: float = 0.5) -> None:
+        try:
+            await asyncio.wait_for(self._tick.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    def _end(self, reason: str) -> None:
+        if not self.end_reason:
+            self.end_reason = reason
+        self._notify()
+
+    @staticmethod
+    def _counter(job: Job) -> str:
+        if job.kind == "baseline":
+            return "repeat" if job.repeat > 1 else "baseline"
+        return "remeasure" if job.kind == "remeasure" else "experiment"
+
+    # ----------------------------------------------------------------- run
+    async def _run(self, slot: Slot, job: Job) -> Job | None:
+        """Prepare and run one job in `slot` — unless a stop came first: then nothing starts.
+        Returns the job the slot runs next at once (a re-application), or None."""
         ctx = self.ctx
-        if ctx.control.stopping:
-            return None
-        rec = await prepare(ctx, ctx.history.next_iteration, job)
-        if job.ready is not None:
-            self.gate.in_flight_hashes.add(job.ready[2])
+        key = self._counter(job)
+        self._running[key] += 1
+        h = job.ready[2] if job.ready is not None else ""
         try:
             if ctx.control.stopping:
-                if job.ready is not None:  # committed, never run: take it back, the idea goes back to the queue
-                    await ctx.thread(withdraw, ctx, rec)
                 return None
-            return await run(ctx, slot, rec, on_started=lambda r: self._started(r, job))
+            rec = await prepare(ctx, slot, job)
+            if ctx.control.stopping:
+                if job.ready is not None:  # committed, never run: take it back, the idea goes back to the queue
+                    await ctx.thread(withdraw, ctx, slot, rec)
+                else:
+                    ctx.in_flight.pop(rec.iteration, None)
+                return None
+            return await run(ctx, slot, rec, job, on_started=lambda r: self._started(job, r.commit))
         finally:
-            if job.ready is not None:
-                self.gate.in_flight_hashes.discard(job.ready[2])
+            self._running[key] -= 1
+            if h:
+                self.gate.release(h)
+            if key == "baseline":
+                self._baseline_tried = True
+            if slot.state != "idle":
+                ctx.slot_state(slot, "idle")
+            self._notify()
 
-    def _started(self, rec: RunRecord, job: Job) -> None:
+    def _started(self, job: Job, commit: str) -> None:
         if job.kind != "remeasure":
             # the next proposal is prepared while this run trains (during the baseline too)
             baseline = job.kind == "baseline"
-            self.gate.start_prefetch(during_baseline=baseline, base=rec.commit if baseline else "")
+            self.gate.start_prefetch(during_baseline=baseline, base=commit if baseline else "")
 
     async def loop(self) -> str:
+        slots = self.ctx.slots
+        if len(slots) == 1:
+            await self._worker(slots[0])
+        else:
+            await asyncio.gather(*(self._worker(s) for s in slots))
+        return self.end_reason or self.ctx.control.stop_reason()
+
+    async def _worker(self, slot: Slot) -> None:
         try:
-            return await self._loop(self.ctx.slots[0])
+            while True:
+                job = await self._next_job(slot)
+                if job is None:
+                    return
+                while job is not None:
+                    job = await self._run(slot, job)
         except (OSError, GitError) as e:
-            # a full disk, a broken repository: stop cleanly; what was recorded stays, and the
-            # next start recovers the interrupted experiment (re-attach, score, or crash)
+            # a full disk, a broken repository: nothing new starts; what was recorded stays, runs
+            # in flight elsewhere finish, and the next start recovers the interrupted experiment
             msg = f"stopped by an error the loop cannot work around: {e}; fix it and start again (the session resumes)"
             self.ctx.notice(msg, "error")
-            return msg
+            self.ctx.control.stopping = True
+            self.end_reason = msg
+            self._notify()
+            self.ctx.control.wake.set()
 
-    async def _loop(self, slot: Slot) -> str:
-        ctx, h, c = self.ctx, self.ctx.history, self.ctx.control
-        if h.best() is None and not h.pending_remeasure():
-            if c.stopping:
-                return c.stop_reason()
-            await self._run(slot, Job("baseline"))
-            if h.best() is None:
-                if c.stopping:
-                    return c.stop_reason()
-                last = h.records[-1] if h.records else None
-                why = (last.crash_reason if last else "") or "no metric"
-                return f"the baseline run crashed ({why}); see run.log, fix the command and start again"
-        # repeated baseline runs measure the noise (only before the first experiment)
-        while not c.stopping and not h.experiments() and h.baseline_runs_done() < ctx.cfg.metric.baseline_runs:
-            await self._run(slot, Job("baseline", repeat=h.baseline_runs_done() + 1))
+    # ------------------------------------------------------------ next job
+    async def _next_job(self, slot: Slot) -> Job | None:
+        ctx, h, c, running = self.ctx, self.ctx.history, self.ctx.control, self._running
         while True:
+            if self.end_reason:
+                return None
+            if c.stopping:
+                self._end(c.stop_reason())
+                return None
+            if ctx.follow_ups:
+                return ctx.follow_ups.pop(0)
+            # the baseline, in one slot; the others wait for it
+            if h.best() is None and not h.pending_remeasure():
+                if running["baseline"]:
+                    await self._wait()
+                    continue
+                if self._baseline_tried:
+                    last = h.records[-1] if h.records else None
+                    why = (last.crash_reason if last else "") or "no metric"
+                    self._end(f"the baseline run crashed ({why}); see run.log, fix the command and start again")
+                    return None
+                return Job("baseline")
+            # repeated baseline runs measure the noise (only before the first experiment)
+            if not h.experiments() and not running["experiment"]:
+                todo = ctx.cfg.metric.baseline_runs - h.baseline_runs_done() - running["repeat"]
+                if todo > 0:
+                    return Job("baseline", repeat=h.baseline_runs_done() + running["repeat"] + 1)
+                if running["repeat"]:
+                    await self._wait()
+                    continue
             await apply_pending(ctx)
             if c.stopping:
-                return c.stop_reason()
-            if ctx.max_iterations and ctx.experiments_this_session >= ctx.max_iterations:
-                return f"reached max_iterations ({ctx.max_iterations})"
+                continue
+            if ctx.max_iterations and ctx.experiments_this_session + running["experiment"] >= ctx.max_iterations:
+                if not running["experiment"]:
+                    self._end(f"reached max_iterations ({ctx.max_iterations})")
+                    return None
+                await self._wait()  # the last ones run elsewhere; one of them may be re-applied here
+                continue
             if c.paused:
-                ctx.set_phase(Phase.PAUSED)
+                if not ctx.running_slots():
+                    ctx.set_phase(Phase.PAUSED)
                 await c.sleep(1.0)
                 continue
             pending = h.pending_remeasure()
             if pending:
-                await self._run(slot, Job("remeasure", remeasure_of=pending["of"]))
-                continue
-            if self.held is not None:  # the branch may have moved meanwhile: check it again
-                ready, self.held = await ctx.thread(self.gate.recheck, self.held), None
-            else:
-                ready = await self.gate.next(h.next_iteration)
+                if running["remeasure"]:
+                    await self._wait()
+                    continue
+                return Job("remeasure", remeasure_of=pending["of"])
+            ctx.slot_state(slot, Phase.PROPOSING, ctx.peek_iteration())
+            held = self.held.pop(slot.index, None)
+            ready = await self.gate.recheck(held) if held is not None else await self.gate.next(ctx.peek_iteration())
             if ready is None:
+                ctx.slot_state(slot, "idle")
                 if self.gate.end_reason:
-                    return self.gate.end_reason
+                    self._end(self.gate.end_reason)
+                    return None
                 continue
-            if c.paused or c.stopping or c.overrides:
-                self.held = None if c.stopping else ready  # paused while the model thought: nothing starts
+            if c.paused or c.stopping or c.overrides or self.end_reason or h.pending_remeasure():
+                # paused while the model thought: nothing starts; the proposal waits (checked again)
+                if c.stopping or self.end_reason:
+                    self.gate.release(ready[2])
+                else:
+                    self.held[slot.index] = ready
+                ctx.slot_state(slot, "idle")
                 continue
-            await self._run(slot, Job("proposal", ready=ready))
+            return Job("proposal", ready=ready)

@@ -27,7 +27,8 @@ from .notes import clean_idea
 from .records import History, RunRecord
 from .recovery import recover
 from .scheduler import Scheduler
-from .setup import SetupError, cached_platform, detect_in_background, restore_branch_sync, setup_sync
+from .setup import (SetupError, cached_platform, cleanup_worktrees_sync, detect_in_background, restore_branch_sync,
+                    setup_slots_sync, setup_sync)
 from .state import SessionLock
 from .trial import write_notes
 
@@ -137,8 +138,15 @@ class Session:
         self.ctx.set_phase(Phase.STOPPING, detail="stopping now")
         self._wake()
 
-    def kill_run(self) -> bool:
-        return any([s.request_kill("killed by the user") for s in self.ctx.slots])
+    def kill_run(self, slot: int | None = None) -> bool:
+        """Kill the run in `slot` (None: in every slot)."""
+        return any([s.request_kill("killed by the user") for s in self.ctx.slots if slot is None or s.index == slot])
+
+    @property
+    def slots(self) -> list[Any]:
+        """The slots' lines (events.SlotView)."""
+        r = self.cfg.research
+        return [s.view(r.time_budget_s, r.effective_timeout) for s in self.ctx.slots]
 
     def detach(self) -> None:
         """Quit without touching a running experiment; the next start re-attaches to it."""
@@ -214,6 +222,9 @@ class Session:
             slot.kill = asyncio.Event()
         try:
             self.resumed, self.start_branch, notices = await ctx.thread(setup_sync, ctx, self.lock)
+            slot_note = await ctx.thread(setup_slots_sync, ctx)
+            for slot in ctx.slots:
+                slot.kill = asyncio.Event()
         except SetupError:
             self.lock.release()
             raise
@@ -229,17 +240,20 @@ class Session:
             self.bus.emit(SessionStarted(
                 branch=cfg.branch, tag=cfg.tag, start_branch=self.start_branch, resumed=self.resumed, metric=cfg.metric.name,
                 direction=cfg.metric.direction, max_iterations=ctx.max_iterations, time_budget_s=r.time_budget_s,
-                platform=dict(ctx.platform), proposer=ctx.proposer.name,
+                platform=dict(ctx.platform), proposer=ctx.proposer.name, slots=[list(s.gpus) for s in ctx.slots],
             ))
             for n in notices:
                 ctx.notice(n, "warning")
+            if slot_note:
+                ctx.notice(slot_note)
+            ctx.emit_slots()
             h = ctx.history
             best, base = h.best(), h.baseline()
             self.bus.emit(HistoryLoaded([replace(r) for r in h.records], best and replace(best), base and replace(base)))
             self.bus.emit(BacklogChanged([i.to_dict() for i in ctx.notes.ideas()]))
             # always, also after an early stop: a run still alive from before is re-attached
             # (and killed by "stop now") before anything touches the branch under it
-            await recover(ctx, ctx.slots[0])
+            await recover(ctx)
             ctx.experiments_this_session = 0  # a recovered run belongs to the earlier session
             msg = await ctx.thread(restore_branch_sync, ctx)
             if msg:
@@ -281,6 +295,10 @@ class Session:
         for slot in ctx.running_slots():  # never leave a run behind (a cancelled worker lands here)
             if not ctx.control.leaves_alive(slot.kind):
                 await asyncio.shield(ctx.thread(ctx.executor.kill, slot.handle, self.cfg.research.kill_grace_s))
+        try:
+            await asyncio.shield(ctx.thread(cleanup_worktrees_sync, ctx))
+        except Exception as e:  # noqa: BLE001 - a leftover worktree is removed at the next start
+            ctx.notice(f"the slots' worktrees could not be removed ({e}); the next start removes them", "warning")
         try:
             await ctx.proposer.aclose()
         except Exception:  # noqa: BLE001

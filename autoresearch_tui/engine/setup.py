@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..fsio import atomic_write_text
-from .context import Ctx, now
+from .context import Ctx, Slot, now
 from .integrity import expected_hashes
 from .preflight import preflight
 from .records import History
@@ -78,6 +78,47 @@ def restore_branch_sync(ctx: Ctx) -> str | None:
             return f"branch {ctx.cfg.branch} moved back from {head[:7]} to the best commit {target[:7]}"
         return "tracked files changed by an interrupted experiment were reset to the best commit"
     return None
+
+
+# --------------------------------------------------------------------- slots
+def setup_slots_sync(ctx: Ctx) -> str:
+    """The slots: one per GPU group (`[compute]`), each with a worktree of its own when there are
+    several. Returns a notice to show ('' = none)."""
+    from . import worktrees
+    from .gpus import SlotPlanError, plan_slots
+
+    try:
+        plan = plan_slots(ctx.cfg)
+    except SlotPlanError as e:
+        raise SetupError(str(e)) from None
+    if plan.count == 1:
+        ctx.slots = [Slot(0, ctx.root, gpus=plan.gpus[0])]
+        return plan.note
+    led = ctx.ledger
+    if ctx.cfg.compute.link_untracked:
+        skip = {ctx.cfg.research.results_file.split("/", 1)[0], *ctx.cfg.research.files_in_scope, *ctx.cfg.research.read_only}
+        ctx.links = worktrees.untracked_top_level(led, skip)
+    head = led.head()
+    slots = []
+    for i, gpus in enumerate(plan.gpus):
+        path = worktrees.slot_dir(ctx.paths.state_dir, i)
+        try:
+            wl = worktrees.ensure(led, path, head)
+        except Exception as e:  # noqa: BLE001 - GitError, OSError: one clear line
+            raise SetupError(f"{path}: cannot create the worktree of slot {i} ({e}); check the disk and `git worktree list`") from None
+        slots.append(Slot(i, path, gpus=gpus, ledger=wl))
+    ctx.slots = slots
+    where = ", ".join(f"slot {s.index}: GPU {','.join(s.gpus)}" for s in slots if s.gpus)
+    return plan.note or f"{len(slots)} slots ({where})"
+
+
+def cleanup_worktrees_sync(ctx: Ctx) -> None:
+    """Remove the slots' worktrees (but one whose run is left alive) and prune git's records."""
+    from . import worktrees
+
+    keep = {s.workdir for s in ctx.slots if s.handle is not None and ctx.control.leaves_alive(s.kind)}
+    if ctx.parallel or (ctx.paths.state_dir / worktrees.WORKTREES).exists():
+        worktrees.prune(ctx.ledger, ctx.paths.state_dir, keep)
 
 
 # ------------------------------------------------------------------ platform

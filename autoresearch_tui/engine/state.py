@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -51,8 +52,13 @@ class SessionLock:
 
 
 class StateFile:
+    """`state.json`. Experiments in flight are kept per iteration (`inflight_runs`: started,
+    `pending_commits`: committed, not yet started), so that several at once survive a crash;
+    the single `inflight` / `pending` entries of older versions are still read."""
+
     def __init__(self, state_dir: Path):
         self.path = Path(state_dir) / "state.json"
+        self._lock = threading.Lock()  # slots update it from several threads
 
     def read(self) -> dict[str, Any]:
         try:
@@ -66,11 +72,38 @@ class StateFile:
         atomic_write_text(self.path, json.dumps(data, indent=1, sort_keys=True, default=str))
 
     def update(self, **changes: Any) -> dict[str, Any]:
+        with self._lock:
+            data = self.read()
+            for k, v in changes.items():
+                if v is None:
+                    data.pop(k, None)
+                else:
+                    data[k] = v
+            self.write(data)
+            return data
+
+    def set_item(self, key: str, n: int, value: dict[str, Any] | None, **also: Any) -> None:
+        """Set (None: remove) entry `n` of the table `key`; `also`: more entries of other tables
+        to set or remove in the same write, as `table=(n, value)`."""
+        with self._lock:
+            data = self.read()
+            for k, (i, v) in {key: (n, value), **also}.items():
+                table = data.get(k) if isinstance(data.get(k), dict) else {}
+                if v is None:
+                    table.pop(str(i), None)
+                else:
+                    table[str(i)] = v
+                if table:
+                    data[k] = table
+                else:
+                    data.pop(k, None)
+            self.write(data)
+
+    def entries(self, key: str, legacy: str) -> list[dict[str, Any]]:
+        """The entries of table `key`, plus the older single entry `legacy` if present."""
         data = self.read()
-        for k, v in changes.items():
-            if v is None:
-                data.pop(k, None)
-            else:
-                data[k] = v
-        self.write(data)
-        return data
+        out = [v for v in (data.get(key) or {}).values() if isinstance(v, dict)]
+        old = data.get(legacy)
+        if isinstance(old, dict) and "iteration" in old:
+            out.append(old)
+        return sorted(out, key=lambda v: int(v.get("iteration", 0)))

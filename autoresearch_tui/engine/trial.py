@@ -14,12 +14,13 @@ from typing import Any, Callable
 from ..fsio import fmt_metric
 from ..proposers.base import Proposal
 from ..proposers.oom import raised_batch
-from . import integrity
+from . import integrity, worktrees
 from .context import Ctx, Slot, now
 from .decision import decide
 from .events import Decision, Phase, ProgressReport, RunFinished, RunStarted
 from .executors.base import Handle, RunSpec
 from .gate import Ready
+from .ledger import GitError
 from .measure import evaluate_run
 from .notes import render_notes
 from .records import RunRecord
@@ -28,41 +29,83 @@ from .runner import RunOutcome
 
 @dataclass
 class Job:
-    """What a slot runs next: a proposal, the baseline (a repeat: `repeat` > 1), or a re-measurement."""
+    """What a slot runs next: a proposal, the baseline (a repeat: `repeat` > 1), a re-measurement
+    after an override, or an experiment re-applied onto a best that moved while it ran."""
 
-    kind: str  # proposal | baseline | remeasure
+    kind: str  # proposal | baseline | remeasure | reapply
     ready: Ready | None = None
     repeat: int = 0
     remeasure_of: int | None = None
+    reapply: RunRecord | None = None  # the record the re-applied experiment starts from (commit made)
+    basis: Basis | None = None  # the best when it started (set by prepare)
 
 
-def _commit_sync(ctx: Ctx, n: int, p: Proposal, changed: dict[str, str]) -> tuple[str, str]:
-    ctx.state.update(pending={"iteration": n, "description": p.description, "at": now()})
-    msg = ctx.ledger.clear_stale_index_lock()
-    if msg:
-        ctx.notice(msg, "warning")
+@dataclass
+class Basis:
+    """What an experiment must beat: the best (and its reference) when it started."""
+
+    commit: str
+    best: float | None
+    reference: float | None
+    n_reference: int
+
+
+def _files_base(ctx: Ctx, slot: Slot, commit: str) -> None:
+    """(blocking) A slot with its own worktree: put it exactly on `commit` before anything is written there."""
+    if slot.ledger is not None:
+        worktrees.checkout(slot.ledger, commit, ctx.links, ctx.root)
+
+
+def _commit_sync(ctx: Ctx, slot: Slot, n: int, p: Proposal, changed: dict[str, str], base: str) -> tuple[str, str]:
+    ctx.state.set_item("pending_commits", n, {"iteration": n, "description": p.description, "at": now(), "slot": slot.index})
+    led = slot.ledger or ctx.ledger
+    if slot.ledger is None:
+        msg = ctx.ledger.clear_stale_index_lock()
+        if msg:
+            ctx.notice(msg, "warning")
+    else:
+        _files_base(ctx, slot, base)
     for path, text in changed.items():
-        (ctx.root / path).write_text(text, encoding="utf-8")
+        (slot.workdir / path).write_text(text, encoding="utf-8")
     body = p.description + (f"\n\nHypothesis: {p.hypothesis}" if p.hypothesis else "")
-    sha = ctx.ledger.commit_files(sorted(changed), body)
+    sha = led.commit_files(sorted(changed), body)
     return sha, ctx.ledger.set_ref(n, sha)
 
 
-async def prepare(ctx: Ctx, n: int, job: Job) -> RunRecord:
-    """The record of experiment `n`, committed (a proposal) or pointing at the head (otherwise)."""
-    rec = RunRecord(iteration=n, proposer=ctx.proposer.name)
+def _basis(ctx: Ctx) -> Basis:
+    best = ctx.history.best()
+    ref, n_ref = ctx.history.reference()
+    return Basis(ctx.best_commit() or "", best.metric if best else None, ref, n_ref)
+
+
+async def prepare(ctx: Ctx, slot: Slot, job: Job) -> RunRecord:
+    """The record of the next experiment, its number given now: committed (a proposal, a
+    re-application) or pointing at the best commit (the baseline, a re-measurement)."""
+    rec = RunRecord(iteration=0, proposer=ctx.proposer.name, slot=slot.index)
+    n = ctx.allocate(rec)
+    job.basis = _basis(ctx)
     if job.ready is not None:
         p, changed, h = job.ready
-        ctx.set_phase(Phase.COMMITTING, n, p.description)
-        rec.parent = ctx.best_commit() or ""
-        rec.commit, rec.ref = await ctx.thread(_commit_sync, ctx, n, p, changed)
+        ctx.set_phase(Phase.COMMITTING, n, p.description, slot=slot)
+        rec.parent = job.basis.commit
+        rec.commit, rec.ref = await ctx.thread(_commit_sync, ctx, slot, n, p, changed, rec.parent)
         rec.lines_added, rec.lines_removed = p.lines_changed
         rec.update(description=p.description, hypothesis=p.hypothesis, idea=p.idea, mutation=p.mutation, diff_hash=h,
                    tokens=p.tokens, cost_usd=round(p.cost_usd, 6), repair_of=p.repair_of)
         if p.idea:
             await ctx.thread(ctx.mark_idea, p.idea, "running", f"#{n}")
         return rec
-    rec.commit = await ctx.thread(ctx.ledger.head)
+    if job.kind == "reapply" and job.reapply is not None:
+        first = job.reapply
+        rec.parent = job.basis.commit
+        rec.commit = first.commit
+        await ctx.thread(_files_base, ctx, slot, rec.commit)
+        rec.ref = await ctx.thread(ctx.ledger.set_ref, n, rec.commit)
+        rec.update(description=first.description, hypothesis=first.hypothesis, idea=first.idea, mutation=first.mutation,
+                   lines_added=first.lines_added, lines_removed=first.lines_removed, reapply_of=first.reapply_of)
+        return rec
+    rec.commit = ctx.best_commit() or await ctx.thread(ctx.ledger.head)
+    await ctx.thread(_files_base, ctx, slot, rec.commit)
     rec.ref = await ctx.thread(ctx.ledger.set_ref, n, rec.commit)
     if job.kind == "remeasure":
         rec.update(description=f"re-measure after the override of #{job.remeasure_of}", remeasure_of=job.remeasure_of)
@@ -73,15 +116,16 @@ async def prepare(ctx: Ctx, n: int, job: Job) -> RunRecord:
     return rec
 
 
-def withdraw(ctx: Ctx, rec: RunRecord) -> None:
+def withdraw(ctx: Ctx, slot: Slot, rec: RunRecord) -> None:
     """(blocking) Take back a committed experiment that never ran (a stop came in between): the
     branch goes back to the best, its ref goes, and its idea is queued again."""
     target = ctx.best_commit()
-    if target:
+    if target and slot.ledger is None:
         ctx.ledger.reset_hard(target)
     if rec.ref:
         ctx.ledger.git("update-ref", "-d", rec.ref, check=False)
-    ctx.state.update(pending=None)
+    ctx.state.set_item("pending_commits", rec.iteration, None)
+    ctx.in_flight.pop(rec.iteration, None)
     if rec.idea:
         ctx.mark_idea(rec.idea, "queued", "")
 
@@ -103,43 +147,48 @@ def _link_run_log(ctx: Ctx, log: Any) -> None:
             pass
 
 
-def _start_sync(ctx: Ctx, spec: RunSpec, rec: RunRecord) -> Handle:
-    integrity.check_before_run(ctx)
+def _start_sync(ctx: Ctx, slot: Slot, spec: RunSpec, rec: RunRecord) -> Handle:
+    integrity.check_before_run(ctx, slot)
     handle = ctx.executor.start(spec)
     try:
         _link_run_log(ctx, spec.log_path)
-        ctx.state.update(pending=None, inflight={**handle.to_state(), "iteration": rec.iteration, "record": rec.to_dict(),
-                                                 "timeout_s": spec.timeout_s})
+        saved = {**handle.to_state(), "iteration": rec.iteration, "record": rec.to_dict(), "timeout_s": spec.timeout_s,
+                 "slot": slot.index, "workdir": str(slot.workdir)}
+        ctx.state.set_item("inflight_runs", rec.iteration, saved, pending_commits=(rec.iteration, None))
     except BaseException:
         ctx.executor.kill(handle, spec.grace_s)  # a run nobody could find again must not live on
         raise
     return handle
 
 
-def announce(ctx: Ctx, rec: RunRecord, handle: Handle, timeout_s: float) -> None:
-    ctx.set_phase(Phase.BASELINE if rec.is_baseline else Phase.RUNNING, rec.iteration, rec.description)
+def announce(ctx: Ctx, slot: Slot, rec: RunRecord, handle: Handle, timeout_s: float) -> None:
+    slot.started_at, slot.log_path = handle.started_at, str(handle.log_path)
+    ctx.in_flight.setdefault(rec.iteration, rec)
+    ctx.set_phase(Phase.BASELINE if rec.is_baseline else Phase.RUNNING, rec.iteration, rec.description, slot=slot)
     ctx.bus.emit(RunStarted(rec.iteration, rec.commit, rec.description, str(handle.log_path), ctx.cfg.research.time_budget_s,
-                            timeout_s, handle.started_at, handle.pid))
+                            timeout_s, handle.started_at, handle.pid, slot=slot.index))
 
 
-async def run(ctx: Ctx, slot: Slot, rec: RunRecord, on_started: Callable[[RunRecord], None] | None = None) -> RunRecord:
-    """Run the prepared experiment in `slot` and record it."""
+async def run(ctx: Ctx, slot: Slot, rec: RunRecord, job: Job | None = None,
+              on_started: Callable[[RunRecord], None] | None = None) -> Job | None:
+    """Run the prepared experiment in `slot` and record it. Returns what the slot runs next at
+    once: the experiment re-applied onto a best that moved meanwhile, or None."""
     spec = ctx.spec(slot, rec.iteration)
     slot.clear_kill(ctx.control)
-    handle = await ctx.start_in_slot(slot, spec, lambda: _start_sync(ctx, spec, rec))
-    announce(ctx, rec, handle, spec.timeout_s)
+    handle = await ctx.start_in_slot(slot, spec, lambda: _start_sync(ctx, slot, spec, rec))
+    announce(ctx, slot, rec, handle, spec.timeout_s)
     if on_started is not None:
         on_started(rec)
     handle, outcome = await ctx.run_in_slot(slot, spec, handle)
-    await finish(ctx, slot, rec, handle, outcome)
-    return rec
+    return await finish(ctx, slot, rec, handle, outcome, job.basis if job else None)
 
 
-async def finish(ctx: Ctx, slot: Slot, rec: RunRecord, handle: Handle, outcome: RunOutcome) -> None:
+async def finish(ctx: Ctx, slot: Slot, rec: RunRecord, handle: Handle, outcome: RunOutcome, basis: Basis | None = None) -> Job | None:
     m = ctx.cfg.metric
     n = rec.iteration
-    ctx.bus.emit(RunFinished(n, outcome.exit_code, outcome.timed_out, outcome.killed, outcome.duration_s))
-    ctx.set_phase(Phase.MEASURING, n)
+    slot.started_at = 0.0
+    ctx.bus.emit(RunFinished(n, outcome.exit_code, outcome.timed_out, outcome.killed, outcome.duration_s, slot=slot.index))
+    ctx.set_phase(Phase.MEASURING, n, rec.description, slot=slot)
     meas = await ctx.thread(evaluate_run, handle.log_path, outcome, m.name, m.pattern, m.secondary, slot.kill_reason)
     rec.update(**meas)
     try:
@@ -147,15 +196,59 @@ async def finish(ctx: Ctx, slot: Slot, rec: RunRecord, handle: Handle, outcome: 
     except ValueError:
         log = str(handle.log_path)
     rec.update(started_at=handle.started_at, ended_at=now(), log=log, platform=ctx.platform.get("summary", ""), metric_name=m.name)
-    for check in (lambda: integrity.check_git_after_run(ctx, rec.commit), lambda: integrity.check_evaluator_after_run(ctx)):
-        why = await ctx.thread(check)
-        if why:
-            rec.update(crash_reason=why, crash_kind="tampering", metric=None)
-            ctx.notice(why, "error")
+    async with ctx.record_lock:  # the branch moves only under this lock: no other slot moves it while we look
+        for check in (lambda: integrity.check_git_after_run(ctx, slot, rec.commit), lambda: integrity.check_evaluator_after_run(ctx, slot)):
+            why = await ctx.thread(check)
+            if why:
+                rec.update(crash_reason=why, crash_kind="tampering", metric=None)
+                ctx.notice(why, "error")
     if rec.crash_kind == "oom":
         rec.no_retry = await ctx.thread(oom_no_retry, ctx, rec)
-    rec.status = await decide(ctx, slot, rec)
-    await record(ctx, rec)
+    rec.status = await decide(ctx, slot, rec, basis)
+    follow: Job | None = None
+    async with ctx.record_lock:
+        if rec.status == "keep" and rec.is_experiment and rec.parent and rec.parent != ctx.best_commit():
+            follow = await ctx.thread(_reapply_sync, ctx, slot, rec)
+        await record(ctx, rec, slot)
+    return follow
+
+
+MAX_REAPPLY = 2  # an experiment re-applied this many times (the best kept moving) is discarded
+
+
+def _reapply_sync(ctx: Ctx, slot: Slot, rec: RunRecord) -> Job | None:
+    """(blocking) `rec` beat the best it started from, but the best moved while it ran: its change
+    is re-applied onto the new best (in this slot's worktree) and re-measured as a new experiment
+    before it can be kept. The branch head is always code that was measured. `rec` itself is
+    recorded as discard, with the reason."""
+    target = ctx.best_commit() or ""
+    best = ctx.history.best()
+    now_best = f"#{best.iteration}" if best else target[:7]
+    rec.status = "discard"
+    depth = 0
+    r: RunRecord | None = rec
+    while r is not None and r.reapply_of is not None:
+        depth += 1
+        r = ctx.history.get(r.reapply_of)
+    if slot.ledger is None or depth >= MAX_REAPPLY:
+        rec.discard_reason = f"beat the best it started from, but the best moved to {now_best} meanwhile (re-applied {depth} time(s) already)"
+        return None
+    try:
+        worktrees.checkout(slot.ledger, target, ctx.links, ctx.root)
+        sha = slot.ledger.cherry_pick_onto_head(rec.commit, f"{rec.description}\n\nRe-applied from #{rec.iteration} onto {now_best}.")
+    except GitError as e:
+        rec.discard_reason = f"beat the best it started from, but no longer applies onto the new best {now_best}: {e}"
+        return None
+    rec.discard_reason = f"beat the best it started from; the best moved to {now_best} meanwhile: re-applied onto it and re-measured"
+    first = RunRecord(iteration=rec.iteration, commit=sha, description=_reapplied(rec.description, now_best), hypothesis=rec.hypothesis,
+                      idea=rec.idea, mutation=rec.mutation, lines_added=rec.lines_added, lines_removed=rec.lines_removed,
+                      reapply_of=rec.iteration)
+    return Job("reapply", reapply=first)
+
+
+def _reapplied(desc: str, onto: str) -> str:
+    desc = desc.split(" (re-applied onto ", 1)[0]
+    return f"{desc} (re-applied onto {onto})"
 
 
 def oom_no_retry(ctx: Ctx, rec: RunRecord) -> str:
@@ -183,11 +276,12 @@ def oom_no_retry(ctx: Ctx, rec: RunRecord) -> str:
     return f"the experiment raised the batch ({raised}): a smaller batch would undo the idea" if raised else ""
 
 
-async def record(ctx: Ctx, rec: RunRecord) -> None:
+async def record(ctx: Ctx, rec: RunRecord, slot: Slot | None = None) -> None:
     """Append the row (fsynced), then move the branch, update notes and tell the subscribers."""
     n, status = rec.iteration, rec.status
     await ctx.thread(ctx.results.append, rec.to_dict())
     ctx.history.add(rec)
+    ctx.in_flight.pop(n, None)
     if rec.is_experiment:
         ctx.experiments_this_session += 1
     if rec.is_remeasure and status == "crash":
@@ -197,7 +291,7 @@ async def record(ctx: Ctx, rec: RunRecord) -> None:
     if rec.idea:
         outcome = f"#{n} {status}" + (f" ({fmt_metric(rec.metric)})" if rec.metric is not None else "")
         await ctx.thread(ctx.mark_idea, rec.idea, "tried", outcome)
-    ctx.set_phase({"keep": Phase.KEPT, "discard": Phase.DISCARDED, "crash": Phase.CRASHED}[status], n, rec.description)
+    ctx.set_phase({"keep": Phase.KEPT, "discard": Phase.DISCARDED, "crash": Phase.CRASHED}[status], n, rec.description, slot=slot)
     h = ctx.history
     best, base = h.best(), h.baseline()
     # copies: a subscriber must not see a record change after the event (an override does that)
@@ -213,10 +307,11 @@ def _after_record_sync(ctx: Ctx, rec: RunRecord) -> None:
         # check_git_after_run has just put HEAD back on the research branch if a run moved it
         ctx.ledger.reset_hard(target, verified=len(rec.commit) == 40)
     elif rec.status == "keep":
-        # the run may have changed tracked files: back to exactly the kept commit
-        if ctx.ledger.tracked_changes():
+        # the branch moves to the kept commit (made in a slot's worktree), or the run may have
+        # changed tracked files: back to exactly the kept commit
+        if ctx.parallel or ctx.ledger.tracked_changes():
             ctx.ledger.reset_hard(rec.commit)
-    ctx.state.update(inflight=None, pending=None)
+    ctx.state.set_item("inflight_runs", rec.iteration, None, pending_commits=(rec.iteration, None))
     write_notes(ctx)
 
 

@@ -235,7 +235,7 @@ class MutateProposer(Proposer):
 
     def _tried(self, ctx: ProposalContext, consts: list[Constant]) -> set[tuple[str, str]]:
         tried = {(c.name, _key(c.value)) for c in consts}
-        for rec in ctx.history:
+        for rec in [*ctx.history, *ctx.in_flight]:
             mut = self._mutation_of(rec)
             if not mut:
                 continue
