@@ -285,3 +285,57 @@ def test_one_slot_still_runs_in_the_repository_itself(tmp_path):
     assert {s["cwd"] for s in seen.values()} == {str(root)} and all(s["gpus"] is None for s in seen.values())
     assert not (root / ".autoresearch" / "worktrees").exists()
     _ = asyncio  # (imported for the drivers above)
+
+
+# ----------------------------------------------------------------------- TUI
+async def test_slots_pane_shows_each_run_and_the_log_and_x_follow_the_selected_slot(tmp_path, monkeypatch):
+    from conftest import TEST_PLATFORM
+
+    from autoresearch_tui.launch import new_session
+    from autoresearch_tui.ui.app import AutoresearchApp
+    from autoresearch_tui.ui.screens.modals import ConfirmScreen
+    from autoresearch_tui.ui.widgets.logview import LogPane
+    from autoresearch_tui.ui.widgets.slots import SlotsPane
+    from autoresearch_tui.ui.widgets.status import StatusBar
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    gate = Gate(tmp_path / "gate")
+    root = make_repo(tmp_path / "r", train=gate.script(when="(LR, WIDTH, DEPTH) != (0.01, 32, 2)"), research={"time_budget_s": 300})
+    with open(root / "autoresearch.toml", "a") as f:
+        f.write('\n[compute]\nslots = 3\ngpus = [0, 1, 2]\n')
+    cfg = load_cfg(root)
+    eng = new_session(cfg, max_iterations=0, platform=dict(TEST_PLATFORM), poll_s=0.02)
+    app = AutoresearchApp(cfg, engine=eng)
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            async def wait(cond, what, timeout=60.0):
+                await until(lambda: cond(), timeout, what)
+
+            await wait(lambda: gate.arrived() == 3, "three runs held")
+            pane = app.screen.query_one(SlotsPane)
+            await wait(lambda: pane.display and pane.running() == 3, "the pane shows three running slots")
+            await wait(lambda: all(pane.values.get(i, "").startswith("loss") for i in range(3)), "each slot's last loss read from its log")
+            text = pane.render().plain.splitlines()
+            assert len(text) == 3 and [ln[1] for ln in text] == ["0", "1", "2"]
+            assert "GPU 0" in text[0] and "GPU 2" in text[2] and all("running" in ln for ln in text)
+            assert "3 of 3 slots running" in app.screen.query_one(StatusBar).detail
+            assert pane.region.height == 3 and pane.region.y + pane.region.height <= 24  # visible at 80x24
+            # pick slot 2: the log pane follows its run, and x kills only that one
+            await pilot.press("2")
+            await wait(lambda: pane.selected == 2, "slot 2 selected")
+            target = next(s for s in eng.slots if s.index == 2)
+            await wait(lambda: str(app.screen.query_one(LogPane).tailer.path) == target.log_path, "the log follows slot 2")
+            await pilot.press("x")
+            await wait(lambda: isinstance(app.screen, ConfirmScreen), "the kill dialog")
+            assert f"#{target.iteration}" in app.screen.question
+            await pilot.press("y")
+            await wait(lambda: [r for r in eng.history if r.iteration == target.iteration], "the killed run recorded")
+            assert eng.history.get(target.iteration).status == "crash"
+            assert sum(1 for s in eng.ctx.slots if s.handle is not None) >= 2  # the others run on
+            await pilot.press("tab")
+            await wait(lambda: pane.selected == 0, "tab wraps to slot 0")
+            eng.stop_now()
+            await wait(lambda: eng.phase == ev.Phase.STOPPED, "engine stop")
+            app.exit()
+    finally:
+        gate.open()

@@ -51,7 +51,8 @@ class Gate:
         ctx, r = self.ctx, self.ctx.cfg.research
         h = ctx.history
         program = read_files(ctx, [r.program]).get(r.program, "") if r.program else ""
-        ideas = [i.text for i in ctx.notes.ideas() if i.status == "queued"]
+        taken = {p.idea for p in self.reserved.values() if p.idea}  # another slot is on it
+        ideas = [i.text for i in ctx.notes.ideas() if i.status == "queued" and i.text not in taken]
         crash = self.to_repair()
         note = self.strategy_note()
         return ProposalContext(
@@ -160,6 +161,9 @@ class Gate:
 
     async def _next(self, n: int) -> Ready | None:
         ctx = self.ctx
+        if ctx.parallel:  # the number it will most likely get: after those valid but not started yet
+            started = {r.diff_hash for r in ctx.in_flight.values()}
+            n = ctx.peek_iteration() + sum(1 for h in self.reserved if h not in started)
         ctx.set_phase(Phase.PROPOSING, n)
         feedback: list[str] = []
         rejected: list[str] = []

@@ -171,6 +171,15 @@ def preflight(cfg: Config, for_session: bool = False) -> Report:
             rep.errors.append(f"{cfg.path.name}: [research] guard_command: program '{g}' was not found on PATH; fix it or leave guard_command empty")
     if r.program and r.program != "program.md" and not (root / r.program).exists():
         rep.warnings.append(f"{cfg.path.name}: [research] program '{r.program}' does not exist; the LLM gets no research strategy")
+    from .gpus import SlotPlanError, plan_slots
+
+    try:
+        plan = plan_slots(cfg)
+        if plan.count > 1:
+            gpus = "; ".join(f"slot {i}: GPU {','.join(g)}" for i, g in enumerate(plan.gpus) if g)
+            rep.info.append(f"{plan.count} experiments at once, each in its own worktree" + (f" ({gpus})" if gpus else f" ({plan.note})"))
+    except SlotPlanError as e:
+        rep.errors.append(str(e))
     if cfg.proposer.kind == "llm":
         from ..proposers.keys import key_status
 

@@ -58,6 +58,9 @@ def build_messages(ctx: ProposalContext, scope: list[str], read_only: list[str])
             if d and d not in seen:
                 seen.append(d)
         parts.append("## Every experiment tried so far (do not repeat any)\n" + "\n".join(f"- {d}" for d in seen[-300:]))
+    if ctx.in_flight:
+        parts.append("## Running now on other GPUs (do not propose these again)\n"
+                     + "\n".join(f"- {r.description}" for r in ctx.in_flight[:16]))
     for path in scope:
         if path in ctx.files:
             parts.append(f"## {path} (current best version, editable)\n```\n{ctx.files[path]}\n```")

@@ -25,6 +25,7 @@ from ..widgets.gitlog import GitLogPane
 from ..widgets.keybar import KeyBar
 from ..widgets.logview import LogPane
 from ..widgets.results import ResultsTable
+from ..widgets.slots import SlotsPane
 from ..widgets.status import StatusBar
 from .modals import ConfirmScreen, QuitScreen, TextScreen
 
@@ -34,7 +35,8 @@ HELP_TEXT = {
     "pause": "pause: the running experiment finishes, no new one starts",
     "resume": "resume",
     "stop": "stop after the running experiment",
-    "kill": "kill the running experiment (asks first; recorded as crash)",
+    "kill": "kill the running experiment (the selected slot's; asks first; recorded as crash)",
+    "slot": "several slots: the next slot (0-9 pick one); the log follows it, x kills its run",
     "keep": "override: keep the selected experiment (re-applies a discarded one)",
     "discard": "override: discard the selected experiment",
     "diff": "show the selected experiment's diff and log",
@@ -63,6 +65,7 @@ class MainScreen(Screen):
         Binding("question_mark", "help", "Help", id="help"),
         Binding("q", "quit", "Quit", id="quit"),
         Binding("end", "follow_log", "Follow log", id="follow", show=False),
+        Binding("tab", "next_slot", "Next slot", id="slot", show=False),
         Binding("escape", "leave_input", "Back", id="leave", show=False),
     ]
 
@@ -83,6 +86,7 @@ class MainScreen(Screen):
     # ---------------------------------------------------------------- layout
     def compose(self) -> ComposeResult:
         yield StatusBar(clock=self.clock, id="status")
+        yield SlotsPane(self.cfg.metric.name, clock=self.clock, id="slots")
         with Horizontal(id="top"):
             yield LogPane(id="logpane")
             with Vertical(id="side"):
@@ -103,6 +107,7 @@ class MainScreen(Screen):
         self.query_one("#gitlog").border_title = f"git log {cfg.branch}"
         self.query_one("#backlog").border_title = "backlog"
         self.query_one("#idea-input", Input).placeholder = self.session.idea_format
+        self.query_one(SlotsPane).display = False
         self.query_one(ResultsTable).focus()
 
     def on_resize(self, event: events.Resize) -> None:
@@ -133,15 +138,26 @@ class MainScreen(Screen):
             self.paused = e.paused
             status.paused = self.paused
             self.stopping = e.stopping
+            if self.parallel:
+                status.detail = self._slots_summary()
+        elif isinstance(e, ev.SlotsChanged):
+            pane = self.query_one(SlotsPane)
+            pane.set_slots(e.slots)
+            if self.parallel:
+                self.running = pane.running() > 0
+                status.run_start, status.detail = None, self._slots_summary()
         elif isinstance(e, ev.RunStarted):
             self.running = True
-            self.current_iteration, self.current_description = e.iteration, e.description
-            status.run_start, status.budget, status.timeout = e.started_at, e.time_budget_s, e.timeout_s
-            self.query_one(LogPane).follow(e.log_path, f"#{e.iteration} {e.description} — {e.commit[:7]}")
+            if not self.parallel or e.slot == self.query_one(SlotsPane).selected:
+                self.current_iteration, self.current_description = e.iteration, e.description
+                self.query_one(LogPane).follow(e.log_path, f"#{e.iteration} {e.description} — {e.commit[:7]}")
+            if not self.parallel:
+                status.run_start, status.budget, status.timeout = e.started_at, e.time_budget_s, e.timeout_s
             self.refresh_git_log()
         elif isinstance(e, ev.RunFinished):
-            self.running = False
-            status.run_start = None
+            if not self.parallel:
+                self.running = False
+                status.run_start = None
         elif isinstance(e, ev.Decision):
             table.upsert(e.record)
             status.session_done = e.session_done
@@ -169,6 +185,34 @@ class MainScreen(Screen):
             self.running = False
             self.app.notify(format_event(e, self.cfg.metric.name) or "session ended", title="session ended", timeout=30)
         status.refresh_status()
+
+    # ---------------------------------------------------------------- slots
+    @property
+    def parallel(self) -> bool:
+        return len(self.query_one(SlotsPane).slots) > 1
+
+    def _slots_summary(self) -> str:
+        pane = self.query_one(SlotsPane)
+        return f"{pane.running()} of {len(pane.slots)} slots running"
+
+    def select_slot(self, index: int) -> None:
+        pane = self.query_one(SlotsPane)
+        if not self.parallel or not 0 <= index < len(pane.slots):
+            return
+        pane.select(index)
+        s = pane.current
+        if s is not None and s.log_path:
+            self.current_iteration, self.current_description = s.iteration, s.description
+            self.query_one(LogPane).follow(s.log_path, f"slot {s.index}: #{s.iteration} {s.description}")
+
+    def action_next_slot(self) -> None:
+        pane = self.query_one(SlotsPane)
+        self.select_slot((pane.selected + 1) % max(1, len(pane.slots)))
+
+    def on_key(self, event: events.Key) -> None:
+        if event.character and event.character.isdigit() and self.parallel and not isinstance(self.focused, Input):
+            self.select_slot(int(event.character))
+            event.stop()
 
     def refresh_git_log(self) -> None:
         if self.live_git:
@@ -213,6 +257,8 @@ class MainScreen(Screen):
             return True if self.running else None
         if action == "stop":
             return None if self.stopping else True
+        if action == "next_slot":
+            return self.parallel
         return True
 
     # -------------------------------------------------------------- actions
@@ -234,12 +280,19 @@ class MainScreen(Screen):
     def action_kill(self) -> None:
         if not self.running:
             return
+        n, desc, slot = self.current_iteration, self.current_description, None
+        if self.parallel:
+            s = self.query_one(SlotsPane).current
+            if s is None or not s.started_at:
+                self.app.notify("nothing runs in the selected slot (0-9 or tab picks another)", timeout=4)
+                return
+            n, desc, slot = s.iteration, s.description, s.index
 
         def done(yes: bool | None) -> None:
-            if yes and self.session.kill_run():
-                self.app.notify(f"killing #{self.current_iteration}; it is recorded as crash", severity="warning")
+            if yes and self.session.kill_run(slot=slot):
+                self.app.notify(f"killing #{n}; it is recorded as crash", severity="warning")
 
-        self.app.push_screen(ConfirmScreen(f"Kill experiment #{self.current_iteration} ({self.current_description[:50]})? It is recorded as crash.", "Kill"), done)
+        self.app.push_screen(ConfirmScreen(f"Kill experiment #{n} ({desc[:50]})? It is recorded as crash.", "Kill"), done)
 
     def _override(self, status: str) -> None:
         rec = self.query_one(ResultsTable).selected()
@@ -319,6 +372,7 @@ class MainScreen(Screen):
                 what = HELP_TEXT.get(b.id or "", b.description)
                 if what not in rows.setdefault(key, []):
                     rows[key].append(what)
+        rows.setdefault("0-9", ["several slots: pick the slot the log follows and x kills"])
         rows.setdefault("ctrl+p", ["command palette: every action, searchable"])
         return [(k, " / ".join(v)) for k, v in rows.items()]
 
