@@ -174,3 +174,77 @@ def results_io(rows: int = 100_000) -> list[Row]:
         bare = time.perf_counter() - t0
     return [(f"load {rows:,}-row results.tsv + runs.jsonl", t, "s", "<= 0.5 s", t <= 0.5,
              f"bare json.loads + split of the same files {bare:.3f} s: x{t / bare:.2f}")]
+
+
+def _slot_spans(events: list[tuple[float, Any]]) -> dict[int, list[tuple[float, float]]]:
+    """Per slot, the (start, end) of each experiment run (the baseline runs excluded)."""
+    starts: dict[int, tuple[int, float]] = {}
+    spans: dict[int, list[tuple[float, float]]] = {}
+    for t, e in events:
+        if isinstance(e, ev.RunStarted) and e.iteration > 0 and "baseline" not in e.description:
+            starts[e.iteration] = (e.slot, t)
+        elif isinstance(e, ev.RunFinished) and e.iteration in starts:
+            slot, t0 = starts.pop(e.iteration)
+            spans.setdefault(slot, []).append((t0, t))
+    return spans
+
+
+def _slots_repo(tmp: str, slots: int, budget: float, **kw: Any) -> Path:
+    root = make_repo(Path(tmp) / "r", train=SLEEPY, research={"time_budget_s": budget, **kw.pop("research", {})}, **kw)
+    with open(root / "autoresearch.toml", "a") as f:
+        f.write(f"\n[compute]\nslots = {slots}\ngpus = {[str(i) for i in range(slots)]}\n")
+    return root
+
+
+def slots_throughput(per_slot: int = 5, budget: float = 3.0, counts: tuple[int, ...] = (1, 2, 4)) -> list[Row]:
+    """Experiments per hour with 1, 2 and 4 slots of `budget`-second runs (fake GPU ids, the
+    offline proposer), against N x one slot measured in the same run."""
+    rate: dict[int, float] = {}
+    for n in counts:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = _slots_repo(tmp, n, budget)
+            events, _ = _session(root, n * per_slot)
+        spans = [s for v in _slot_spans(events).values() for s in v]
+        t0, t1 = min(a for a, _ in spans), max(b for _, b in spans)
+        rate[n] = len(spans) / (t1 - t0) * 3600
+    rows = []
+    for n in counts[1:]:
+        ratio = rate[n] / (n * rate[counts[0]])
+        rows.append((f"experiments per hour, {n} slots of {budget:g} s runs", rate[n], "/h", ">= 0.95 x N x one slot",
+                     ratio >= 0.95, f"one slot {rate[counts[0]]:.0f}/h; ratio to {n} x one slot {ratio:.3f}"))
+    return rows
+
+
+def slots_duty(slots: int = 4, per_slot: int = 4, budget: float = 3.0, latency: float = 0.3) -> list[Row]:
+    """Per-slot duty cycle with the scripted LLM (0.3 s per answer), several slots at once."""
+    from llm_server import ScriptedLLM, edit
+
+    from autoresearch_tui.proposers.llm import LLMProposer, load_litellm
+
+    load_litellm()
+    n = slots * per_slot
+    replies = [{"delay": latency, **edit(f"lr {k}", "LR = 0.01", f"LR = {0.011 + k / 1000:.3f}")} for k in range(4 * n)]
+    with ScriptedLLM(replies) as srv, tempfile.TemporaryDirectory() as tmp:
+        root = _slots_repo(tmp, slots, budget, proposer={"kind": "llm", "model": "openai/bench", "api_base": srv.base})
+        os.environ.setdefault("OPENAI_API_KEY", "sk-bench-not-secret")
+        events, _ = _session(root, n, LLMProposer(load(root / "autoresearch.toml")))
+    duties = []
+    for spans in _slot_spans(events).values():
+        busy = sum(b - a for a, b in spans)
+        duties.append(busy / (spans[-1][1] - spans[0][0]))
+    worst = min(duties) * 100
+    return [(f"per-slot duty cycle, {slots} slots, {budget:g} s runs, LLM latency {latency:g} s", worst, "%", ">= 98% (worst slot)",
+             worst >= 98, "slots: " + ", ".join(f"{d * 100:.2f}%" for d in duties))]
+
+
+def slots_overhead(slots: int = 4, n: int = 40) -> list[Row]:
+    """Engine overhead per experiment with 4 slots: a slot's gap from one run's end to its next start."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = _slots_repo(tmp, slots, 0.001, research={"command": "echo 'val_bpb: 1.0'"})
+        events, _ = _session(root, n)
+    gaps = []
+    for spans in _slot_spans(events).values():
+        gaps += [b[0] - a[1] for a, b in zip(spans, spans[1:], strict=False)]
+    med = statistics.median(gaps) * 1000
+    return [(f"engine overhead per experiment, {slots} slots (median gap in a slot)", med, "ms", "<= 100 ms",
+             med <= 100, f"{len(gaps)} gaps; 90th percentile {statistics.quantiles(gaps, n=10)[-1] * 1000:.1f} ms")]
