@@ -166,10 +166,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import prepare_demo
 
-    cfg = prepare_demo(Path(args.dir), iterations=args.iterations, budget=args.budget)
+    cfg, resumed = prepare_demo(Path(args.dir), iterations=args.iterations, budget=args.budget)
     if getattr(args, "max_iterations", None) is not None:
         cfg.research.max_iterations = args.max_iterations
-    print(f"demo: example copied to {cfg.root} (a git repository); starting the session", file=sys.stderr)
+    if resumed:
+        print(f"demo: resuming the demo in {cfg.root}", file=sys.stderr)
+    else:
+        print(f"demo: example copied to {cfg.root} (a git repository); starting the session", file=sys.stderr)
     os.chdir(cfg.root)
     return run_session(cfg, getattr(args, "headless", False))
 
