@@ -148,14 +148,17 @@ def run_session(cfg: Config, headless: bool) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     path = _config_path(args)
+    interactive = not args.headless and sys.stdout.isatty() and sys.stdin.isatty()
     if not path.exists():
         from .engine.preflight import repository_problem
+        from .engine.repoinit import is_repository
 
         # before the wizard writes a file or a folder: a session could not start here anyway
+        # (a folder that is no repository at all: the wizard offers git init, and exits 2 without)
         problem = repository_problem(path.resolve().parent)
-        if problem:
+        if problem and not (interactive and not is_repository(path.resolve().parent)):
             raise UsageError(problem)
-    if not path.exists() and not args.headless and sys.stdout.isatty() and sys.stdin.isatty():
+    if not path.exists() and interactive:
         from .ui.app import run_app
 
         return _finish(lambda: run_app(None, config_path=path, max_iterations=args.max_iterations))[1]
