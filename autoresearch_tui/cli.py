@@ -148,14 +148,17 @@ def run_session(cfg: Config, headless: bool) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     path = _config_path(args)
+    interactive = not args.headless and sys.stdout.isatty() and sys.stdin.isatty()
     if not path.exists():
         from .engine.preflight import repository_problem
+        from .engine.repoinit import is_repository
 
         # before the wizard writes a file or a folder: a session could not start here anyway
+        # (a folder that is no repository at all: the wizard offers git init, and exits 2 without)
         problem = repository_problem(path.resolve().parent)
-        if problem:
+        if problem and not (interactive and not is_repository(path.resolve().parent)):
             raise UsageError(problem)
-    if not path.exists() and not args.headless and sys.stdout.isatty() and sys.stdin.isatty():
+    if not path.exists() and interactive:
         from .ui.app import run_app
 
         return _finish(lambda: run_app(None, config_path=path, max_iterations=args.max_iterations))[1]
@@ -166,10 +169,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import prepare_demo
 
-    cfg = prepare_demo(Path(args.dir), iterations=args.iterations, budget=args.budget)
+    cfg, resumed = prepare_demo(Path(args.dir), iterations=args.iterations, budget=args.budget)
     if getattr(args, "max_iterations", None) is not None:
         cfg.research.max_iterations = args.max_iterations
-    print(f"demo: example copied to {cfg.root} (a git repository); starting the session", file=sys.stderr)
+    if resumed:
+        print(f"demo: resuming the demo in {cfg.root}", file=sys.stderr)
+    else:
+        print(f"demo: example copied to {cfg.root} (a git repository); starting the session", file=sys.stderr)
     os.chdir(cfg.root)
     return run_session(cfg, getattr(args, "headless", False))
 

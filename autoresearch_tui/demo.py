@@ -36,7 +36,8 @@ def _git(root: Path, *args: str) -> None:
     subprocess.run(["git", *env_args, *args], cwd=root, check=True, capture_output=True, text=True)
 
 
-def prepare_demo(target: Path, iterations: int | None = None, budget: float | None = None) -> Config:
+def prepare_demo(target: Path, iterations: int | None = None, budget: float | None = None) -> tuple[Config, bool]:
+    """The demo's configuration in `target`, and whether it continues an earlier demo there."""
     if not torch_available():
         raise UsageError(TORCH_HINT.format(py=sys.executable))
     if iterations is not None and iterations < 0:
@@ -49,7 +50,9 @@ def prepare_demo(target: Path, iterations: int | None = None, budget: float | No
         if not (cfg_path.exists() and (target / ".git").exists()):
             raise UsageError(f"{target}: exists and is not an earlier demo; choose another DIR (autoresearch-tui demo DIR)")
         cfg = load(cfg_path)  # an earlier demo: continue its session
+        resumed = True
     else:
+        resumed = False
         target.mkdir(parents=True, exist_ok=True)
         for name in FILES:
             shutil.copy2(EXAMPLE / name, target / name)
@@ -71,4 +74,4 @@ def prepare_demo(target: Path, iterations: int | None = None, budget: float | No
         save(cfg)
         _git(target, "add", CONFIG_NAME)
         _git(target, "commit", "-q", "-m", "demo: session settings")
-    return load(cfg_path)
+    return load(cfg_path), resumed

@@ -32,11 +32,13 @@ def test_demo_headless_runs_real_training_and_records_rows(tmp_path):
             assert r["secondary"]["training_seconds"] >= 1.5
     assert recs[1]["description"].startswith("LEARNING_RATE 0.0003 -> ")
     assert "=== Autoresearch Complete (2 iterations) ===" in p.stdout
+    assert f"demo: example copied to {target}" in p.stderr
     # a second call continues the same demo session (no new baseline)
     p = subprocess.run([PY, "-m", "autoresearch_tui", "demo", str(target), "--headless", "--iterations", "1", "--budget", "2"],
                        capture_output=True, text=True, timeout=400, cwd=tmp_path, stdin=subprocess.DEVNULL)
     assert p.returncode == 0, p.stderr
     assert len(tsv_rows(target)) == 4
+    assert f"demo: resuming the demo in {target}" in p.stderr and "copied" not in p.stderr
 
 
 def test_demo_without_torch_says_how_to_install_and_exits_2(tmp_path):

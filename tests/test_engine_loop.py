@@ -201,3 +201,15 @@ def test_run_log_is_current_and_per_run_logs_are_kept(repo):
     # the tool's files stay out of git
     status = git(repo, "status", "--porcelain")
     assert status.strip() == "", status
+
+
+def test_three_non_improving_experiments_notice_names_no_temperature_for_the_offline_proposer(tmp_path):
+    # the metric ignores every constant: each experiment is a discard
+    flat = TOY_TRAIN.replace("val = 1.0 + (LR - 0.04) ** 2 * 100 + ((WIDTH - 64) ** 2) / 1000 + abs(DEPTH - 3) * 0.01", "val = 1.0")
+    assert flat != TOY_TRAIN
+    root = make_repo(tmp_path / "r", train=flat)
+    eng, events = run_engine(load_cfg(root), max_iterations=4)
+    assert [e.record.status for e in events if isinstance(e, ev.Decision)] == ["keep", "discard", "discard", "discard", "discard"]
+    said = [e.text for e in events if isinstance(e, ev.Notice) and "did not improve" in e.text]
+    assert len(said) == 1, said
+    assert "temperature" not in said[0] and "mutate proposer" in said[0], said[0]

@@ -210,7 +210,7 @@ async def test_status_bar_chart_and_table_show_the_same_best():
         assert "best 1.700000" in str(app.query_one("#chart-numbers").render())
         sel = table.selected()
         assert isinstance(sel, RunRecord) and sel.iteration == 5
-        assert str(table.get_cell("5", "status")) == "keep (you)"
+        assert str(table.get_cell("5", "status")) == "✓ keep (you)"
         # the re-measurement arrives (as a Decision would bring it)
         full = history()
         for r in full.records[6:]:

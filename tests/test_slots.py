@@ -33,6 +33,12 @@ def _spy(train: str, where: Path) -> str:
     )
 
 
+def _compute(root: Path, text: str) -> None:
+    """Append a [compute] table to the repository's configuration."""
+    with open(root / "autoresearch.toml", "a") as f:
+        f.write(text)
+
+
 def _seen(where: Path) -> dict[int, dict]:
     return {int(p.stem): json.loads(p.read_text()) for p in where.glob("*.json")}
 
@@ -71,8 +77,7 @@ def test_compute_config_errors_are_one_line(tmp_path):
         else:
             raise AssertionError(compute)
     root = make_repo(tmp_path / "r")
-    with open(root / "autoresearch.toml", "a") as f:
-        f.write("\n[compute]\nslots = 4\ngpus = [0, 1]\n")
+    _compute(root, "\n[compute]\nslots = 4\ngpus = [0, 1]\n")
     p = cli(root, "check")
     assert p.returncode == 2 and "[compute] slots = 4" in p.stderr and "Traceback" not in p.stderr
     assert Config().compute.slots == 1
@@ -83,8 +88,7 @@ def test_three_slots_run_at_once_each_in_its_own_worktree_on_its_own_gpu(tmp_pat
     gate, spy = Gate(tmp_path / "gate"), tmp_path / "seen"
     train = _spy(gate.script(when="(LR, WIDTH, DEPTH) != (0.01, 32, 2)"), spy)
     root = make_repo(tmp_path / "r", train=train, research={"time_budget_s": 60})
-    with open(root / "autoresearch.toml", "a") as f:
-        f.write('\n[compute]\nslots = 3\ngpus = ["a", "b", "c"]\n')
+    _compute(root, '\n[compute]\nslots = 3\ngpus = ["a", "b", "c"]\n')
     (root / "data").mkdir()
     (root / "data" / "input.txt").write_text("untracked dataset\n")  # not in git: linked into each worktree
     prop = ScriptedProposer([
@@ -136,8 +140,7 @@ def _two_slot_repo(tmp_path) -> tuple[Path, Gate, Gate]:
     ga, gb = Gate(tmp_path / "gate-a"), Gate(tmp_path / "gate-b")
     train = gb.script(ga.script(when="LR != 0.01"), when="WIDTH != 32")
     root = make_repo(tmp_path / "r", train=train, research={"time_budget_s": 60})
-    with open(root / "autoresearch.toml", "a") as f:
-        f.write("\n[compute]\nslots = 2\n")
+    _compute(root, "\n[compute]\nslots = 2\n")
     return root, ga, gb
 
 
@@ -202,8 +205,7 @@ def test_a_win_that_no_longer_applies_onto_the_new_best_is_discarded_with_the_re
 def test_kill_one_slot_leaves_the_others_running_and_stop_now_kills_all(tmp_path):
     gate = Gate(tmp_path / "gate")
     root = make_repo(tmp_path / "r", train=gate.script(when="(LR, WIDTH, DEPTH) != (0.01, 32, 2)"), research={"time_budget_s": 60})
-    with open(root / "autoresearch.toml", "a") as f:
-        f.write("\n[compute]\nslots = 3\n")
+    _compute(root, "\n[compute]\nslots = 3\n")
 
     async def driver(eng, events):
         await until(lambda: gate.arrived() == 3, 120, "three experiments running")
@@ -231,8 +233,7 @@ def test_kill_one_slot_leaves_the_others_running_and_stop_now_kills_all(tmp_path
 def test_kill_9_with_three_runs_in_flight_loses_nothing_and_leaves_no_orphan(tmp_path):
     gate = Gate(tmp_path / "gate")
     root = make_repo(tmp_path / "r", train=gate.script(when="(LR, WIDTH, DEPTH) != (0.01, 32, 2)"), research={"time_budget_s": 120})
-    with open(root / "autoresearch.toml", "a") as f:
-        f.write("\n[compute]\nslots = 3\n")
+    _compute(root, "\n[compute]\nslots = 3\n")
     app = subprocess.Popen([PY, "-m", "autoresearch_tui", "--headless", "--max-iterations", "5"], cwd=root,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     try:
@@ -301,8 +302,7 @@ async def test_slots_pane_shows_each_run_and_the_log_and_x_follow_the_selected_s
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     gate = Gate(tmp_path / "gate")
     root = make_repo(tmp_path / "r", train=gate.script(when="(LR, WIDTH, DEPTH) != (0.01, 32, 2)"), research={"time_budget_s": 300})
-    with open(root / "autoresearch.toml", "a") as f:
-        f.write('\n[compute]\nslots = 3\ngpus = [0, 1, 2]\n')
+    _compute(root, '\n[compute]\nslots = 3\ngpus = [0, 1, 2]\n')
     cfg = load_cfg(root)
     eng = new_session(cfg, max_iterations=0, platform=dict(TEST_PLATFORM), poll_s=0.02)
     app = AutoresearchApp(cfg, engine=eng)

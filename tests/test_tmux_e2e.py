@@ -172,7 +172,8 @@ def sixteen_colour_screen(tmp_path_factory):
     try:
         text = t.wait_for(lambda s: s.startswith(" STOPPED ") and "\n│ 4 " in s, 90, "the session to end with row #4")
         attrs = t.screen_with_attributes()
-        assert "Pause" in text
+        # the session has ended: the key bar offers a restart, not a pause
+        assert "r Restart" in text and "Pause" not in text and "Resume" not in text
         t.run("send-keys", "-t", t.name, "q")  # nothing runs: q quits at once
         t.wait_gone(30)
     finally:
@@ -181,8 +182,8 @@ def sixteen_colour_screen(tmp_path_factory):
     return text, attrs, [r.split("\t") for r in rows]
 
 
-def _status_cells(plain: str, attrs: str) -> dict[int, tuple[str, dict]]:
-    """iteration -> (status word, attributes of its first letter) for the results table's rows."""
+def _status_cells(plain: str, attrs: str) -> dict[int, tuple[str, dict, str]]:
+    """iteration -> (status word, attributes of its first letter, its symbol) for the results table's rows."""
     lines, alines = plain.splitlines(), attrs.splitlines()
     header = next(i for i, ln in enumerate(lines) if "status" in ln and "commit" in ln and "metric" in ln)
     col = lines[header].index("status")
@@ -193,7 +194,8 @@ def _status_cells(plain: str, attrs: str) -> dict[int, tuple[str, dict]]:
             continue
         cells = cell_styles(aln)
         assert "".join(ch for ch, _ in cells) == ln, "the attribute parser lost characters"
-        out[int(m.group(1))] = (ln[col:].split()[0], cells[col][1])
+        symbol, word = ln[col:].split()[:2]  # "✓ keep": the status word after its symbol
+        out[int(m.group(1))] = (word, cells[ln.index(word, col)][1], symbol)
     return out
 
 
@@ -204,7 +206,9 @@ def test_tui_rows_in_16_colours_name_their_status(sixteen_colour_screen):
     assert [r[3] for r in rows] == ["keep", "keep", "discard", "crash", rows[4][3]]
     cells = _status_cells(plain, attrs)
     # every row on screen says what results.tsv says, in words
-    assert {n: word for n, (word, _) in cells.items()} == {n: r[3] for n, r in enumerate(rows)}
+    assert {n: word for n, (word, _, _) in cells.items()} == {n: r[3] for n, r in enumerate(rows)}
+    # and a shape per status, whatever the colours
+    assert {word: symbol for word, _, symbol in cells.values()} == {"keep": "✓", "discard": "✗", "crash": "‼"}
     assert "crashed on purpose" in plain or "exit code 1" in plain  # a crash row says why
 
 
@@ -213,7 +217,7 @@ def test_tui_status_colours_differ_in_16_colours(sixteen_colour_screen):
     plain, attrs, rows = sixteen_colour_screen
     cells = _status_cells(plain, attrs)
     # the status word's own colour and attributes; the background only stripes alternate rows (zebra)
-    styles = {word: {k: v for k, v in style.items() if k != "bg"} for n, (word, style) in cells.items() if n in (1, 2, 3)}
+    styles = {word: {k: v for k, v in style.items() if k != "bg"} for n, (word, style, _) in cells.items() if n in (1, 2, 3)}
     assert set(styles) == {"keep", "discard", "crash"}
     assert styles["keep"] != styles["discard"], styles
     assert styles["keep"] != styles["crash"], styles
@@ -221,8 +225,9 @@ def test_tui_status_colours_differ_in_16_colours(sixteen_colour_screen):
 
 
 @pytest.mark.skipif(TMUX is None, reason="tmux is not installed (apt-get install tmux)")
-def test_wizard_in_a_folder_that_is_not_a_repository_writes_nothing(tmp_path):
-    # the real command in a real terminal: the wizard would start here; it must refuse first
+def test_wizard_in_a_folder_that_is_not_a_repository_offers_git_init_and_declined_writes_nothing(tmp_path):
+    # the real command in a real terminal: the wizard offers to make the folder a repository;
+    # declined, it ends as before (one line, exit 2) and nothing is written
     folder = tmp_path / "plain"
     folder.mkdir()
     (folder / "train.py").write_text(TOY_TRAIN)
@@ -231,6 +236,11 @@ def test_wizard_in_a_folder_that_is_not_a_repository_writes_nothing(tmp_path):
     t.run("new-session", "-d", "-s", t.name, "-x", "120", "-y", "40",
           f"cd {folder} && env {env} {_command()}; echo EXIT=$?; sleep 60")
     try:
+        text = t.wait_for(lambda s: "git init + commit these files" in s, 60, "the offer")
+        words = " ".join(text.split())  # the message wraps at the pane's width
+        assert "not inside a git repository" in words and "1 file, " in words and "train.py" in words, text
+        assert sorted(p.name for p in folder.iterdir()) == ["train.py"]  # asking writes nothing
+        t.run("send-keys", "-t", t.name, "Escape")
         text = t.wait_for(lambda s: "EXIT=" in s, 60, "the command to end")
         lines = [ln for ln in text.splitlines() if ln.strip()]
         assert lines[-1] == "EXIT=2", text

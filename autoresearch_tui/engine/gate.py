@@ -170,8 +170,9 @@ class Gate:
         rounds = max(1, ctx.cfg.proposer.repair_rounds + 1)
         pc = await ctx.thread(self.context, feedback, rejected)
         if pc.strategy_note and not self._strategy_active:
-            ctx.notice("3 experiments in a row did not improve the metric: asking the proposer for a different "
-                       "direction (temperature +0.2)", "warning")
+            ctx.notice("3 experiments in a row did not improve the metric: " + ("asking the proposer for a different "
+                       "direction (temperature +0.2)" if ctx.proposer.name == "llm" else
+                       f"the {ctx.proposer.name} proposer goes on with other changes"), "warning")
         self._strategy_active = bool(pc.strategy_note)
         if pc.crash is not None and pc.crash.crash_kind == "oom":
             ctx.notice(f"#{pc.crash.iteration} ran out of memory: asking for one retry at half the device batch")

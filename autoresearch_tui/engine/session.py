@@ -14,6 +14,7 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from .. import config as config_mod
+from ..fsio import fmt_metric
 from ..proposers.base import Proposer
 from .bus import EventBus
 from .context import Ctx, now
@@ -195,17 +196,28 @@ class Session:
     def git_log(self, n: int = 25) -> list[tuple[str, str]]:
         return self.ctx.ledger.log(n)
 
+    def experiment_diff(self, rec: RunRecord) -> str:
+        """The change an experiment made, as a unified diff ("" for the baseline). Raises GitError."""
+        if not rec.commit or rec.is_baseline:
+            return ""
+        return self.ctx.ledger.diff(rec.parent or rec.commit + "^", rec.commit)
+
     def experiment_detail(self, rec: RunRecord) -> str:
         """The diff of an experiment, its facts and its log tail, as text."""
         commit = rec.commit
-        parent = rec.parent or (commit + "^" if commit else "")
         try:
-            diff = self.ctx.ledger.diff(parent, commit) if commit and not rec.is_baseline else "(the baseline: no change)"
+            diff = self.experiment_diff(rec) or "(the baseline: no change)"
         except (GitError, OSError) as e:
             diff = f"(diff unavailable: {e})"
         tail = error_tail(read_log_text(self.root / rec.log), lines=25) if rec.log else ""
-        facts = [f"commit {commit}", f"ref {rec.ref}", f"metric {rec.metric}", f"exit {rec.exit_code}", f"duration {rec.duration_s} s"]
-        if rec.crash_reason:
+        if rec.exit_code is not None:
+            exit_text = str(rec.exit_code)
+        else:  # never exited by itself: killed, timed out, or never started
+            exit_text = f"none (crashed: {rec.crash_reason})" if rec.status == "crash" and rec.crash_reason else "none"
+        duration = f"{rec.duration_s:.1f} s" if rec.duration_s is not None else "—"
+        facts = [f"commit {commit or '—'}", f"ref {rec.ref or '—'}", f"metric {fmt_metric(rec.metric)}", f"exit {exit_text}",
+                 f"duration {duration}"]
+        if rec.crash_reason and rec.exit_code is not None:
             facts.append(f"crash: {rec.crash_reason}")
         if rec.hypothesis:
             facts.append(f"hypothesis: {rec.hypothesis}")

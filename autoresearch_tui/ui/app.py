@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable
 
 from textual import work
 from textual.app import App, SystemCommand
+from textual.notifications import Notify
 from textual.screen import Screen
 
 from ..config import Config
@@ -34,6 +35,10 @@ class AutoresearchApp(App[int]):
     CSS_PATH = "app.tcss"
     TITLE = "autoresearch-tui"
     ENABLE_COMMAND_PALETTE = True
+    #: toasts on screen at once (the newest win): more would cover the results table
+    MAX_TOASTS = 2
+    #: the same notice again while it is shown, or within this many seconds, is not shown again
+    REPEAT_WINDOW_S = 10.0
 
     def __init__(
         self,
@@ -59,6 +64,8 @@ class AutoresearchApp(App[int]):
         self.failure: EngineFailure | None = None
         self._quit_when_done = False
         self._theme_ready = False
+        self._recent_toasts: dict[tuple[str, str, str], float] = {}
+        self._wizard: Any = None
 
     # ------------------------------------------------------------------ start
     def on_mount(self) -> None:
@@ -75,11 +82,17 @@ class AutoresearchApp(App[int]):
         else:
             from .screens.wizard import WizardScreen
 
-            self.push_screen(WizardScreen(self.config_path or Path("autoresearch.toml"), **self.wizard_options), self._wizard_done)
+            self._wizard = WizardScreen(self.config_path or Path("autoresearch.toml"), **self.wizard_options)
+            self.push_screen(self._wizard, self._wizard_done)
 
     def _wizard_done(self, cfg: Config | None) -> None:
         if cfg is None:
-            self.exit(0)
+            problem = getattr(self._wizard, "problem", None)
+            if problem:  # left without the repository the wizard offered to create: as before, exit 2
+                self.setup_error = problem
+                self.exit(2, return_code=2)
+            else:
+                self.exit(0)
             return
         self.cfg = cfg
         self.engine = new_session(cfg, max_iterations=self.max_iterations)
@@ -93,6 +106,17 @@ class AutoresearchApp(App[int]):
         if self.should_run_engine:
             self.engine.subscribe(self._bridge)
             self.run_engine_worker()
+
+    def restart_session(self) -> None:
+        """After a session ended: a new one on the same configuration in this app (it resumes the
+        branch: no new baseline, the history read back)."""
+        if self.cfg is None or self.main is None or not self.should_run_engine:
+            return
+        self.engine = new_session(self.cfg, max_iterations=self.max_iterations)
+        self.main.attach(self.engine)
+        self.engine.subscribe(self._bridge)
+        self.run_engine_worker()
+        self.notify("a new session starts on the same configuration", timeout=4)
 
     def _bridge(self, event: Event) -> None:
         if self.main is not None:
@@ -115,6 +139,22 @@ class AutoresearchApp(App[int]):
         finally:
             if self._quit_when_done:
                 self.exit(0)
+
+    # ---------------------------------------------------------- notifications
+    def _on_notify(self, event: Notify) -> None:
+        """Before Textual shows a toast: the same news again soon after is dropped, and only the
+        newest MAX_TOASTS stay (older ones make room)."""
+        n = event.notification
+        now = time.monotonic()
+        key = (n.message, n.title, n.severity)
+        self._recent_toasts = {k: t for k, t in self._recent_toasts.items() if now - t < self.REPEAT_WINDOW_S}
+        if key in self._recent_toasts or any((o.message, o.title, o.severity) == key for o in self._notifications):
+            event.prevent_default()  # App._on_notify, which would add it, does not run
+            return
+        self._recent_toasts[key] = now
+        shown = list(self._notifications)
+        for old in shown[: max(0, len(shown) - self.MAX_TOASTS + 1)]:
+            self._unnotify(old, refresh=False)  # App._on_notify adds the new one and refreshes
 
     # ----------------------------------------------------------------- themes
     def _load_themes(self) -> None:

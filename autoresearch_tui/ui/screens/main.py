@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Input
 
 from ...config import Config
 from ...engine import events as ev
+from ...engine.ledger import GitError
 from ...engine.records import History
 from ...eventtext import format_event
 from ..messages import EngineEvent
@@ -39,7 +40,9 @@ HELP_TEXT = {
     "slot": "several slots: the next slot (0-9 pick one); the log follows it, x kills its run",
     "keep": "override: keep the selected experiment (re-applies a discarded one)",
     "discard": "override: discard the selected experiment",
-    "diff": "show the selected experiment's diff and log",
+    "diff": "show the selected experiment's diff and log (there c copies the diff)",
+    "copy": "copy the selected experiment's commit hash (OSC 52 clipboard)",
+    "restart": "after the session ended: start a new one on the same configuration (it resumes)",
     "idea": "type an idea for the next iteration",
     "theme": "choose a theme",
     "chart": "the metric chart, full screen",
@@ -48,6 +51,12 @@ HELP_TEXT = {
     "follow": "follow the end of the run log",
     "leave": "leave the idea input / close this help",
 }
+
+
+def shown_by_status(e: ev.Notice) -> bool:
+    """A notice that only repeats what the status bar shows (the PAUSED badge after the pause key,
+    the phase after resume): not toasted. Paused by the cost cap is a warning and says why: toasted."""
+    return e.level == "info" and (e.text == "resumed" or e.text.startswith("paused:"))
 
 
 class MainScreen(Screen):
@@ -59,6 +68,8 @@ class MainScreen(Screen):
         Binding("k", "keep", "Keep", id="keep"),
         Binding("d", "discard", "Discard", id="discard"),
         Binding("enter", "show_diff", "Diff", id="diff", show=False),
+        Binding("c", "copy_commit", "Copy hash", id="copy", show=False),
+        Binding("r", "restart", "Restart", id="restart"),
         Binding("i", "focus_idea", "Idea", id="idea"),
         Binding("t", "pick_theme", "Theme", id="theme"),
         Binding("g", "chart", "Chart", id="chart"),
@@ -73,6 +84,10 @@ class MainScreen(Screen):
     running: reactive[bool] = reactive(False, bindings=True)
     stopping: reactive[bool] = reactive(False, bindings=True)
     selection: reactive[str] = reactive("", bindings=True)  # status of the selected row
+    ended: reactive[bool] = reactive(False, bindings=True)  # the session has ended (r starts a new one)
+
+    #: keys that steer a live session: not offered (key bar, help) once it has ended
+    LIVE_ONLY = ("pause", "resume", "stop", "kill")
 
     def __init__(self, session: Any, cfg: Config, clock: Callable[[], float] = time.time, live_git: bool = True) -> None:
         super().__init__()
@@ -88,7 +103,7 @@ class MainScreen(Screen):
         yield StatusBar(clock=self.clock, id="status")
         yield SlotsPane(self.cfg.metric.name, clock=self.clock, id="slots")
         with Horizontal(id="top"):
-            yield LogPane(id="logpane")
+            yield LogPane(clock=self.clock, id="logpane")
             with Vertical(id="side"):
                 yield MetricChart(id="chart")
                 yield GitLogPane("(git log)", id="gitlog")
@@ -108,6 +123,7 @@ class MainScreen(Screen):
         self.query_one("#backlog").border_title = "backlog"
         self.query_one("#idea-input", Input).placeholder = self.session.idea_format
         self.query_one(SlotsPane).display = False
+        self.query_one(LogPane).on_output = status.saw_output
         self.query_one(ResultsTable).focus()
 
     def on_resize(self, event: events.Resize) -> None:
@@ -175,14 +191,18 @@ class MainScreen(Screen):
         elif isinstance(e, ev.CostUpdated):
             status.cost, status.tokens = e.total_usd, e.total_tokens
         elif isinstance(e, ev.ProgressReport):
-            self.app.notify(e.text, title="progress", timeout=10)
+            pass  # the status bar shows the iteration and the best vs the baseline; the table the counts
         elif isinstance(e, ev.Notice):
-            severity = {"warning": "warning", "error": "error"}.get(e.level, "information")
-            self.app.notify(e.text, severity=severity, timeout=8 if e.level == "info" else 15)
+            if not shown_by_status(e):
+                severity = {"warning": "warning", "error": "error"}.get(e.level, "information")
+                self.app.notify(e.text, severity=severity, timeout=8 if e.level == "info" else 15, markup=False)
         elif isinstance(e, (ev.ProposalRejected, ev.ProposalFailed)):
             self.app.notify(format_event(e, self.cfg.metric.name) or "", severity="warning", timeout=6)
         elif isinstance(e, ev.SessionEnded):
             self.running = False
+            self.ended = True
+            self.paused = self.stopping = False
+            status.paused = False
             self.app.notify(format_event(e, self.cfg.metric.name) or "session ended", title="session ended", timeout=30)
         status.refresh_status()
 
@@ -245,6 +265,12 @@ class MainScreen(Screen):
             self.selection = rec.status
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "restart":
+            return self.ended
+        if action in self.LIVE_ONLY and self.ended:
+            return False
+        if action == "copy":
+            return True if self.selection else None
         if action == "pause":
             return not self.paused
         if action == "resume":
@@ -273,9 +299,30 @@ class MainScreen(Screen):
         self.query_one(StatusBar).paused = False
 
     def action_stop(self) -> None:
+        # no notice: the status bar says STOPPING "stops after the current run"
         self.session.stop_after_run()
         self.stopping = True
-        self.app.notify("the session stops after the current run", timeout=5)
+
+    def action_restart(self) -> None:
+        if self.ended:
+            app: Any = self.app
+            app.restart_session()
+
+    def attach(self, session: Any) -> None:
+        """Follow a new session (a restart after the last one ended): its events come next."""
+        self.session = session
+        self.ended = self.running = self.paused = self.stopping = False
+        status = self.query_one(StatusBar)
+        status.paused, status.session_done, status.session_start = False, 0, self.clock()
+        status.phase, status.detail = "starting", ""
+        status.refresh_status()
+
+    def action_copy_commit(self) -> None:
+        rec = self.query_one(ResultsTable).selected()
+        if rec is None or not rec.commit:
+            return
+        self.app.copy_to_clipboard(rec.commit)
+        self.app.notify(f"copied {rec.commit[:7]}", timeout=3)
 
     def action_kill(self) -> None:
         if not self.running:
@@ -311,7 +358,7 @@ class MainScreen(Screen):
         rec = self.query_one(ResultsTable).selected()
         if rec is None:
             return
-        screen = TextScreen(f"#{rec.iteration} {rec.description} — {rec.status}")
+        screen = TextScreen(f"#{rec.iteration} {rec.description} — {rec.status} · c copies the diff", copy_what="the diff")
         self.app.push_screen(screen)
         self._load_diff(rec, screen)
 
@@ -319,7 +366,11 @@ class MainScreen(Screen):
     def _load_diff(self, rec: Any, screen: TextScreen) -> None:
         body = self.session.experiment_detail(rec)
         try:
-            self.app.call_from_thread(screen.set_body, body)
+            diff = self.session.experiment_diff(rec)
+        except (GitError, OSError):
+            diff = ""  # the body says why
+        try:
+            self.app.call_from_thread(screen.set_body, body, diff)
         except Exception:  # noqa: BLE001 - the dialog was closed meanwhile
             pass
 
@@ -367,7 +418,7 @@ class MainScreen(Screen):
         """(key as shown on the key bar, what it does): one row per key, pause/resume on one."""
         rows: dict[str, list[str]] = {}
         for b in self.BINDINGS:
-            if isinstance(b, Binding):
+            if isinstance(b, Binding) and not (self.ended and b.id in self.LIVE_ONLY):
                 key = self.app.get_key_display(b)
                 what = HELP_TEXT.get(b.id or "", b.description)
                 if what not in rows.setdefault(key, []):

@@ -50,13 +50,30 @@ class QuitScreen(ModalScreen[str]):
 
 
 class TextScreen(ModalScreen[None]):
-    """A scrollable text (an experiment's diff and log tail, the help)."""
+    """A scrollable text (an experiment's diff and log tail, the help). With `copy_what`, c copies
+    the part of it set with `set_body(body, copy_text)` (an experiment's diff) to the clipboard."""
 
-    BINDINGS = [Binding("escape,q,enter", "dismiss", "Close", id="text-close")]
+    BINDINGS = [Binding("escape,q,enter", "dismiss", "Close", id="text-close"),
+                Binding("c", "copy", "Copy", id="text-copy")]
 
-    def __init__(self, title: str, body: str = "loading…") -> None:
+    def __init__(self, title: str, body: str = "loading…", copy_what: str = "") -> None:
         super().__init__()
         self.title_text, self.body = title, body
+        self.copy_what = copy_what
+        self.copy_text = ""
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "copy":
+            return bool(self.copy_what)
+        return True
+
+    def action_copy(self) -> None:
+        if not self.copy_text:
+            self.app.notify(f"nothing to copy: no {self.copy_what.removeprefix('the ')} here", timeout=3)
+            return
+        self.app.copy_to_clipboard(self.copy_text)
+        n = self.copy_text.count("\n") + (not self.copy_text.endswith("\n"))
+        self.app.notify(f"copied {self.copy_what} ({n} lines)", timeout=3)
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="textbox"):
@@ -64,5 +81,6 @@ class TextScreen(ModalScreen[None]):
             with VerticalScroll():
                 yield Static(self.body, id="text-body", markup=False)
 
-    def set_body(self, body: str) -> None:
+    def set_body(self, body: str, copy_text: str = "") -> None:
+        self.body, self.copy_text = body, copy_text
         self.query_one("#text-body", Static).update(body)

@@ -3,6 +3,7 @@ engine's own messages, a confirmation table, and the file written with tomli-w."
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shlex
 from pathlib import Path
@@ -17,6 +18,9 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Sta
 
 from ... import detect
 from ...config import Config, ConfigError, default_tag, from_dict, save
+from ...engine.ledger import GitError
+from ...engine.preflight import preflight, repository_problem
+from ...engine.repoinit import folder_files, init_repository, is_repository
 
 # the one wording of the default kill rule (config.ResearchConfig.effective_timeout): the hint and
 # the review table both say it
@@ -60,6 +64,9 @@ class WizardScreen(Screen[Config | None]):
         self.tag = tag
         self.cfg: Config | None = None
         self._invalid: str | None = None
+        #: why this folder cannot hold a session yet (None: it can); cancelling then exits 2 with it
+        self.problem: str | None = None
+        self._offer = ""  # the folder is no repository: what `git init` + commit would take
 
     def defaults(self) -> dict[str, str]:
         train = detect.training_script(self.root)
@@ -122,6 +129,7 @@ class WizardScreen(Screen[Config | None]):
             with Horizontal(id="wizard-buttons"):
                 yield Button("Review (ctrl+s)", variant="primary", id="review")
                 yield Button("Write autoresearch.toml and start", variant="success", id="start", disabled=True)
+                yield Button("git init + commit these files", variant="warning", id="git-init")
                 yield Button("Cancel", id="cancel")
         yield Footer()
 
@@ -130,7 +138,9 @@ class WizardScreen(Screen[Config | None]):
         t.add_column("Parameter", key="p")
         t.add_column("Value", key="v")
         t.display = False
+        self.query_one("#git-init", Button).display = False
         self.validate()
+        self.check_repository()
         if self.platform:
             self._show_platform(self.platform)
         else:
@@ -147,6 +157,47 @@ class WizardScreen(Screen[Config | None]):
 
         info = detect_platform()
         self.app.call_from_thread(self._show_platform, info)
+
+    # ------------------------------------------------------------ repository
+    @work(thread=True, group="wizard-repo")
+    def check_repository(self) -> None:
+        """Not a repository: offer to make it one. Another problem (not the top folder, no
+        commits): say it; the command line refuses those before the wizard anyway."""
+        if not is_repository(self.root):
+            problem, offer = repository_problem(self.root), folder_files(self.root).describe()
+        else:
+            problem, offer = repository_problem(self.root), ""
+        if problem:
+            self.app.call_from_thread(self._set_problem, problem, offer)
+
+    def _set_problem(self, problem: str | None, offer: str = "") -> None:
+        self.problem, self._offer = problem, offer
+        init = self.query_one("#git-init", Button)
+        init.display = bool(offer)
+        self.query_one("#review", Button).display = problem is None
+        self.query_one("#start", Button).display = problem is None
+        self.validate()
+        if offer:
+            init.focus()
+
+    @work(thread=True, exclusive=True, group="wizard-repo")
+    def _git_init(self) -> None:
+        try:
+            sha = init_repository(self.root)
+        except (GitError, OSError) as e:
+            self.app.call_from_thread(self._init_failed, str(e))
+            return
+        self.app.call_from_thread(self._init_done, sha)
+
+    def _init_failed(self, why: str) -> None:
+        self.query_one("#wizard-error", Static).update(f"{self.root}: git init failed ({why}); run it by hand, then start again")
+        self.query_one("#git-init", Button).disabled = False
+
+    def _init_done(self, sha: str) -> None:
+        self._set_problem(None)
+        self.query_one("#wizard-ok", Static).update(f"✓ created a git repository here; the files are commit {sha[:7]} — now fill in the form")
+        self.app.notify(f"git init: the files of {self.root.name} are commit {sha[:7]}", timeout=5)
+        self.query_one("#f-time_budget_s", Input).focus()
 
     # ------------------------------------------------------------ validation
     def value(self, fid: str) -> str:
@@ -207,6 +258,12 @@ class WizardScreen(Screen[Config | None]):
     def validate(self) -> Config | None:
         err = self.query_one("#wizard-error", Static)
         ok = self.query_one("#wizard-ok", Static)
+        if self.problem:
+            err.update(self.problem)
+            ok.update(f"Create the repository here? git init, then one commit of {self._offer}" if self._offer else "")
+            self.query_one("#start", Button).disabled = True
+            self._invalid = None
+            return None
         try:
             cfg = self.build()
         except ConfigError as e:
@@ -237,6 +294,9 @@ class WizardScreen(Screen[Config | None]):
 
     # --------------------------------------------------------------- actions
     def action_review(self) -> None:
+        if self.problem:
+            self.app.bell()
+            return
         cfg = self.validate()
         if cfg is None:
             # say it where the eye is: the field to fix gets the focus and comes into view
@@ -277,12 +337,28 @@ class WizardScreen(Screen[Config | None]):
         self.dismiss(None)
 
     @on(Button.Pressed)
-    def _button(self, event: Button.Pressed) -> None:
+    async def _button(self, event: Button.Pressed) -> None:
         if event.button.id == "review":
             self.action_review()
         elif event.button.id == "cancel":
             self.action_cancel()
+        elif event.button.id == "git-init":
+            event.button.disabled = True
+            self._git_init()
         elif event.button.id == "start" and self.cfg is not None:
-            save(self.cfg, self.path)
-            self.app.notify(f"wrote {self.path}", timeout=5)
-            self.dismiss(self.cfg)
+            await self._start(self.cfg, event.button)
+
+    async def _start(self, cfg: Config, start: Button) -> None:
+        # the engine's own checks (detached HEAD, uncommitted changes to tracked files, files not
+        # committed, the command's program, another instance) before anything is written
+        start.disabled = True
+        report = await asyncio.to_thread(preflight, cfg)
+        if report.errors:
+            more = f" (and {len(report.errors) - 1} more)" if len(report.errors) > 1 else ""
+            self.query_one("#wizard-error", Static).update(report.errors[0] + more)
+            self.query_one("#wizard-ok", Static).update("nothing written; fix it and press Review again")
+            self.app.bell()
+            return
+        save(cfg, self.path)
+        self.app.notify(f"wrote {self.path}", timeout=5)
+        self.dismiss(cfg)

@@ -3,6 +3,10 @@ the user scrolled up (then it counts what waits)."""
 
 from __future__ import annotations
 
+import os
+import time
+from typing import Callable
+
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Log, Static
@@ -13,10 +17,14 @@ from ..tailer import LogTailer
 class LogPane(Vertical):
     MAX_LINES = 5000
 
-    def __init__(self, poll_s: float = 0.1, **kw) -> None:
+    def __init__(self, poll_s: float = 0.1, clock: Callable[[], float] = time.time, **kw) -> None:
         super().__init__(**kw)
         self.tailer: LogTailer | None = None
         self.poll_s = poll_s
+        self.clock = clock
+        #: told when the run's log grows (the status bar counts the silence)
+        self.on_output: Callable[[float], None] | None = None
+        self._log_size = -1
         self.waiting = 0
         self.skipped = 0
         self._progress = ""
@@ -34,6 +42,7 @@ class LogPane(Vertical):
     def follow(self, path: str, title: str) -> None:
         self.poll()  # the last words of the previous run
         self.tailer = LogTailer(path)
+        self._log_size = -1
         log = self.query_one(Log)
         self.skipped = 0
         log.write_lines(["", f"──── {title} ────"])
@@ -41,9 +50,22 @@ class LogPane(Vertical):
         self._progress = ""
         self.query_one("#log-progress", Static).update("")
 
+    def _watch_size(self, path: str) -> None:
+        """Any growth of the log is a sign of life, a `\\r` progress line too, and also while a
+        dialog hides the pane."""
+        try:
+            size = os.stat(path).st_size
+        except OSError:
+            return
+        if size != self._log_size:
+            self._log_size = size
+            if self.on_output is not None:
+                self.on_output(self.clock())
+
     def poll(self) -> None:
         if self.tailer is None:
             return
+        self._watch_size(self.tailer.path)
         if self.app.screen is not self.screen:
             # a dialog is open: repainting the log under it would re-render the whole
             # background every tick; the tailer keeps its offset and catches up afterwards

@@ -15,6 +15,8 @@ COLUMNS = [("iter", "#"), ("commit", "commit"), ("metric", "metric"), ("delta", 
 STATUS_COLOUR = {"keep": "success", "discard": "warning", "crash": "error"}
 #: told apart without colour too: in 16 colours success and warning may both become plain white
 STATUS_STYLE = {"keep": "bold", "discard": "dim", "crash": "bold"}
+#: and by shape, at a glance down the column (the word follows)
+STATUS_SYMBOL = {"keep": "✓", "discard": "✗", "crash": "‼"}
 
 
 class ResultsTable(DataTable):
@@ -34,7 +36,7 @@ class ResultsTable(DataTable):
     def _cells(self, rec: RunRecord) -> dict[str, Any]:
         status = rec.status
         colour = self.app.theme_variables.get(STATUS_COLOUR.get(status, ""), "")
-        label = status + (" (you)" if rec.override else "")
+        label = f"{STATUS_SYMBOL.get(status, ' ')} {status}" + (" (you)" if rec.override else "")
         m, d, mem = rec.metric, rec.delta_vs_best, rec.memory_gb
         desc = rec.description
         if status == "crash" and rec.crash_reason:

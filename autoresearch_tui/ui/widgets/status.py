@@ -48,6 +48,16 @@ def fmt_duration(s: float) -> str:
     return f"{s // 3600:d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
+#: a run that has written nothing to its log for this long gets "no output for N s" on its line
+QUIET_AFTER_S = 30
+
+
+def fmt_quiet(s: float) -> str:
+    """How long a run has been silent: seconds up to 99, then h:mm:ss."""
+    s = max(0, int(s))
+    return f"{s} s" if s < 100 else fmt_duration(s)
+
+
 class StatusBar(Horizontal):
     """Two lines: session facts on the first, the running experiment on the second."""
 
@@ -65,6 +75,7 @@ class StatusBar(Horizontal):
         self.metric = ""
         self.session_start = clock()
         self.run_start: float | None = None
+        self.last_output: float | None = None  # when the run's log last grew (the log pane says)
         self.budget = 0.0
         self.timeout = 0.0
         self.cost = 0.0
@@ -77,6 +88,9 @@ class StatusBar(Horizontal):
     def compose(self) -> ComposeResult:
         yield StatusText(id="status-text")
         yield ProgressBar(total=100, show_eta=False, show_percentage=False, id="run-progress")
+
+    def saw_output(self, when: float) -> None:
+        self.last_output = when
 
     def set_best(self, best: RunRecord | None, baseline: RunRecord | None) -> None:
         """The History's best and baseline (what `Decision` / `HistoryLoaded` carry)."""
@@ -112,9 +126,21 @@ class StatusBar(Horizontal):
         if self.cost or self.tokens:
             t.append(f"· ${self.cost:.2f} {self.tokens} tok ")
         t.append("\n")
+        over = False
         if self.run_start is not None and self.budget:
             el = now - self.run_start
-            t.append(f"run {fmt_duration(el)} / {fmt_duration(self.budget)} (kill {fmt_duration(self.timeout)}) ")
+            over = el > self.budget
+            t.append(f"run {fmt_duration(el)} " if over else f"run {fmt_duration(el)} / {fmt_duration(self.budget)} ")
+            quiet = now - max(self.run_start, self.last_output or 0.0)
+            if quiet >= QUIET_AFTER_S:
+                # a sign of life (or of none): the run has printed nothing for a while
+                t.append(f"· no output for {fmt_quiet(quiet)} ", style=f"bold {self.app.theme_variables.get('warning', '')}".strip())
+            if over:
+                # past the budget a full progress bar says nothing: say what happens next
+                t.append(f"· over budget — killed at {fmt_duration(self.timeout)} if still running ",
+                         style=f"bold {self.app.theme_variables.get('error', '')}".strip())
+            else:
+                t.append(f"(kill {fmt_duration(self.timeout)}) ")
         if self.detail:
             t.append(self.detail[:60] + " ", style="italic")
         if self.baseline is not None:
@@ -125,6 +151,8 @@ class StatusBar(Horizontal):
             t.append(f"· {self.platform}", style="dim")
         self.query_one("#status-text", StatusText).set(t)
         bar = self.query_one("#run-progress", ProgressBar)
+        if bar.display == over:
+            bar.display = not over
         total, progress = (self.budget, round(min(self.budget, now - self.run_start))) if (self.run_start is not None and self.budget) else (100, 0)
         if (bar.total, bar.progress) != (total, progress):
             bar.update(total=total, progress=progress)
