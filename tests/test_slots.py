@@ -339,3 +339,34 @@ async def test_slots_pane_shows_each_run_and_the_log_and_x_follow_the_selected_s
             app.exit()
     finally:
         gate.open()
+
+
+# -------------------------------------------------------------------- sweeps
+def test_a_sweep_runs_one_experiment_per_value_at_once_and_keeps_only_the_best(tmp_path):
+    gate = Gate(tmp_path / "gate")
+    root = make_repo(tmp_path / "r", train=gate.script(when="LR != 0.01"), research={"time_budget_s": 60})
+    _compute(root, "\n[compute]\nslots = 3\n")
+    (root / "autoresearch.md").write_text("## Backlog\n\n- [ ] sweep LR 0.02 0.04 0.08\n- [ ] sweep NOPE 1 2\n")
+
+    async def driver(eng, events):
+        await until(lambda: gate.arrived() == 3, 120, "the three values of the sweep running at once")
+        problem = await asyncio.to_thread(eng.idea_problem, "sweep NOPE 1 2")
+        assert problem == "this sweep cannot run: no module-level constant NOPE in train.py"
+        assert await asyncio.to_thread(eng.idea_problem, "sweep LR 0.5 0.6") is None
+        gate.open()
+
+    from conftest import drive_engine
+
+    drive_engine(load_cfg(root), driver, proposer=ScriptedProposer([]), max_iterations=3)
+    recs = [r for r in jsonl_runs(root) if "(sweep)" in r["description"]]
+    assert sorted(r["description"] for r in recs) == ["LR 0.01 -> 0.02 (sweep)", "LR 0.01 -> 0.04 (sweep)", "LR 0.01 -> 0.08 (sweep)"]
+    assert len({r["parent"] for r in recs}) == 1  # all three started from the same best
+    win = next(r for r in recs if "0.04" in r["description"])
+    assert win["status"] == "keep"
+    for r in recs:
+        if r is not win:
+            assert r["status"] == "discard" and r["discard_reason"] == f"sweep: #{win['iteration']} (LR 0.01 -> 0.04 (sweep)) measured better"
+    assert git(root, "rev-parse", "autoresearch/t1").strip() == win["commit"]
+    notes = (root / "autoresearch.md").read_text()
+    assert "[x] sweep LR 0.02 0.04 0.08" in notes
+    assert "sweep NOPE 1 2" in notes and "cannot sweep: no module-level constant NOPE" in notes

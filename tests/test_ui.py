@@ -319,6 +319,10 @@ async def test_wizard_writes_a_valid_config_and_starts(tmp_path):
         await wait_for(pilot, lambda: "must be a positive number" in str(error.render()), 10, "the bad budget to be refused")
         wiz.query_one("#f-time_budget_s").value = "5"
         wiz.query_one("#f-command").value = f"{__import__('sys').executable} train.py"
+        assert wiz.query_one("#f-slots").value == ("auto" if len(wiz._gpus) > 1 else "1")  # detected: one per GPU
+        wiz.query_one("#f-slots").value = "many"
+        await wait_for(pilot, lambda: '[compute] slots must be a whole number or "auto"' in str(error.render()), 10, "bad slots refused")
+        wiz.query_one("#f-slots").value = "2"
         await wait_for(pilot, lambda: "valid" in str(wiz.query_one("#wizard-ok").render()), 10, "the form to be valid")
         assert str(error.render()).strip() == ""
         await pilot.press("ctrl+s")
@@ -331,6 +335,7 @@ async def test_wizard_writes_a_valid_config_and_starts(tmp_path):
 
     cfg = load(path)
     assert cfg.research.time_budget_s == 5 and cfg.research.branch_tag == "wiz" and cfg.metric.name == "val_bpb"
+    assert cfg.compute.slots == 2
     assert len(jsonl_runs(root)) == 2
 
 

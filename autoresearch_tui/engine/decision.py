@@ -16,12 +16,7 @@ async def decide(ctx: Ctx, slot: Slot, rec: RunRecord, basis: Any = None) -> str
     """keep | discard | crash; fills the record's decision fields. `basis` (trial.Basis): the
     best when the experiment started — what it must beat, also when the best moved meanwhile
     (several slots); None = the best now."""
-    h = ctx.history
-    best, base = h.best(), h.baseline()
-    best_val = basis.best if basis is not None and basis.best is not None else (best.metric if best else None)
-    rec.best_before = best_val
-    rec.delta_vs_best = delta(rec.metric, best_val)
-    rec.delta_vs_baseline = delta(rec.metric, base.metric if base else None)
+    best_val = deltas(ctx, rec, basis)
     if rec.crash_reason:
         return "crash"
     if not rec.is_experiment or best_val is None:
@@ -38,6 +33,17 @@ async def decide(ctx: Ctx, slot: Slot, rec: RunRecord, basis: Any = None) -> str
             status = "discard"
             rec.discard_reason = f"guard failed: {why}"
     return status
+
+
+def deltas(ctx: Ctx, rec: RunRecord, basis: Any = None) -> float | None:
+    """Fill the record's distances to the best (when it started) and the baseline; returns that best."""
+    h = ctx.history
+    best, base = h.best(), h.baseline()
+    best_val = basis.best if basis is not None and basis.best is not None else (best.metric if best else None)
+    rec.best_before = best_val
+    rec.delta_vs_best = delta(rec.metric, best_val)
+    rec.delta_vs_baseline = delta(rec.metric, base.metric if base else None)
+    return best_val
 
 
 def _interrupted(ctx: Ctx, slot: Slot, rec: RunRecord, what: str) -> bool:

@@ -13,6 +13,7 @@ import asyncio
 from typing import Awaitable
 
 from ..proposers.base import Proposal, ProposalContext, ProposalError
+from ..proposers import sweep
 from ..proposers.edits import Rejected, apply_edits, diff_hash, line_counts
 from .context import Ctx, now
 from .events import CostUpdated, Phase, ProposalFailed, ProposalReady, ProposalRejected
@@ -52,7 +53,8 @@ class Gate:
         h = ctx.history
         program = read_files(ctx, [r.program]).get(r.program, "") if r.program else ""
         taken = {p.idea for p in self.reserved.values() if p.idea}  # another slot is on it
-        ideas = [i.text for i in ctx.notes.ideas() if i.status == "queued" and i.text not in taken]
+        # a sweep is the scheduler's (one experiment per value, over free slots)
+        ideas = [i.text for i in ctx.notes.ideas() if i.status == "queued" and i.text not in taken and sweep.parse(i.text) is None]
         crash = self.to_repair()
         note = self.strategy_note()
         return ProposalContext(
@@ -129,7 +131,7 @@ class Gate:
     def reserve(self, proposal: Proposal, h: str) -> None:
         """(on the loop) Hold a valid proposal's diff until its row is recorded, so that no other
         slot runs the same change meanwhile."""
-        if h in self.reserved:
+        if h in self.reserved or any(r.diff_hash == h for r in self.ctx.in_flight.values()):
             raise Rejected("this change duplicates an experiment that is running now; propose something new")
         self.reserved[h] = proposal
 
@@ -310,3 +312,27 @@ def label_retry(proposal: Proposal, crash: RunRecord | None) -> None:
     tag = OOM_RETRY.format(n=crash.iteration)
     if tag not in proposal.description:
         proposal.description = f"{proposal.description} ({tag})"
+
+
+def sweep_ready(gate: Gate) -> tuple[str, list[Ready] | str] | None:
+    """(blocking) When the first queued idea is a sweep: (the idea, its valid proposals, one per
+    value — or why it cannot run). None when it is not a sweep."""
+    ctx = gate.ctx
+    taken = {p.idea for p in gate.reserved.values() if p.idea}
+    first = next((i.text for i in ctx.notes.ideas() if i.status == "queued" and i.text not in taken), None)
+    if first is None or sweep.parse(first) is None:
+        return None
+    files = read_files(ctx, ctx.cfg.research.files_in_scope)
+    try:
+        props = sweep.proposals(first, files)
+    except sweep.SweepError as e:
+        return first, str(e)
+    out: list[Ready] = []
+    for p in props:
+        try:
+            changed, h = gate.validate(p, files)
+        except Rejected as e:
+            ctx.notice(f"sweep: {p.description} skipped ({e})")
+            continue
+        out.append((p, changed, h))
+    return first, out if out else "every value was tried before"

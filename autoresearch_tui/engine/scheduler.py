@@ -18,10 +18,10 @@ import asyncio
 
 from .context import Ctx, Slot
 from .events import Phase
-from .gate import Gate, Ready
+from .gate import Gate, Ready, sweep_ready
 from .ledger import GitError
 from .overrides import apply_pending
-from .trial import Job, prepare, run, withdraw
+from .trial import Job, Sweep, finish_sweep, prepare, run, withdraw
 
 
 class Scheduler:
@@ -30,9 +30,11 @@ class Scheduler:
         self.gate = gate
         self.held: dict[int, Ready] = {}  # slot -> a proposal that came while the loop was paused
         self.end_reason = ""
-        self._running: dict[str, int] = {"baseline": 0, "repeat": 0, "remeasure": 0, "experiment": 0}
+        self._running: dict[str, int] = {"baseline": 0, "repeat": 0, "remeasure": 0, "experiment": 0, "proposing": 0}
         self._baseline_tried = False
         self._tick = asyncio.Event()
+        self.queue: list[Job] = []  # jobs waiting for a free slot (the values of a sweep)
+        self.sweeps: list[tuple[Sweep, Slot]] = []  # open sweeps, and the slot that last ran one of their values
 
     # ------------------------------------------------------------- helpers
     def _notify(self) -> None:
@@ -74,7 +76,11 @@ class Scheduler:
                     await ctx.thread(withdraw, ctx, slot, rec)
                 else:
                     ctx.in_flight.pop(rec.iteration, None)
+                if job.sweep is not None:
+                    job.sweep.drop()
                 return None
+            if job.sweep is not None:
+                self.sweeps = [(s, sl) for s, sl in self.sweeps if s is not job.sweep] + [(job.sweep, slot)]
             return await run(ctx, slot, rec, job, on_started=lambda r: self._started(job, r.commit))
         finally:
             self._running[key] -= 1
@@ -98,6 +104,12 @@ class Scheduler:
             await self._worker(slots[0])
         else:
             await asyncio.gather(*(self._worker(s) for s in slots))
+        for sweep, slot in self.sweeps:  # a stop came before every value ran: decide on those that did
+            for job in self.queue:
+                if job.sweep is sweep:
+                    sweep.drop()
+            if sweep.measured and not sweep.decided:
+                await finish_sweep(self.ctx, slot, sweep)
         return self.end_reason or self.ctx.control.stop_reason()
 
     async def _worker(self, slot: Slot) -> None:
@@ -117,6 +129,31 @@ class Scheduler:
             self.end_reason = msg
             self._notify()
             self.ctx.control.wake.set()
+
+    async def _expand_sweep(self) -> bool:
+        """The first queued idea is a sweep: queue one job per value (free slots take them)."""
+        ctx = self.ctx
+        found = await ctx.thread(sweep_ready, self.gate)
+        if found is None:
+            return False
+        idea, ready = found
+        if isinstance(ready, str):
+            await ctx.thread(ctx.mark_idea, idea, "skipped", f"cannot sweep: {ready}")
+            ctx.notice(f"sweep skipped: {ready}", "warning")
+            return True
+        try:
+            for r in ready:
+                self.gate.reserve(r[0], r[2])
+        except Exception:  # noqa: BLE001 - another slot took one meanwhile: ask again
+            for r in ready:
+                if self.gate.reserved.get(r[2]) is r[0]:
+                    self.gate.release(r[2])
+            return True
+        group = Sweep(idea, len(ready))
+        self.queue += [Job("proposal", ready=r, sweep=group) for r in ready]
+        ctx.notice(f"sweep: {len(ready)} experiments ({', '.join(r[0].description for r in ready)}) over the free slots")
+        self._notify()
+        return True
 
     # ------------------------------------------------------------ next job
     async def _next_job(self, slot: Slot) -> Job | None:
@@ -151,12 +188,6 @@ class Scheduler:
             await apply_pending(ctx)
             if c.stopping:
                 continue
-            if ctx.max_iterations and ctx.experiments_this_session + running["experiment"] >= ctx.max_iterations:
-                if not running["experiment"]:
-                    self._end(f"reached max_iterations ({ctx.max_iterations})")
-                    return None
-                await self._wait()  # the last ones run elsewhere; one of them may be re-applied here
-                continue
             if c.paused:
                 if not ctx.running_slots():
                     ctx.set_phase(Phase.PAUSED)
@@ -168,9 +199,25 @@ class Scheduler:
                     await self._wait()
                     continue
                 return Job("remeasure", remeasure_of=pending["of"])
+            if self.queue:
+                return self.queue.pop(0)
+            if await self._expand_sweep():
+                continue
+            # (no await between this check and the claim below: two slots never both take the last one)
+            if ctx.max_iterations and ctx.experiments_this_session + running["experiment"] + running["proposing"] >= ctx.max_iterations:
+                if not running["experiment"] and not running["proposing"]:
+                    self._end(f"reached max_iterations ({ctx.max_iterations})")
+                    return None
+                await self._wait()  # the last ones run elsewhere; one of them may be re-applied here
+                continue
             ctx.slot_state(slot, Phase.PROPOSING, ctx.peek_iteration())
             held = self.held.pop(slot.index, None)
-            ready = await self.gate.recheck(held) if held is not None else await self.gate.next(ctx.peek_iteration())
+            running["proposing"] += 1
+            try:
+                ready = await self.gate.recheck(held) if held is not None else await self.gate.next(ctx.peek_iteration())
+            finally:
+                running["proposing"] -= 1
+                self._notify()
             if ready is None:
                 ctx.slot_state(slot, "idle")
                 if self.gate.end_reason:

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from .. import config as config_mod
 from ..fsio import fmt_metric
+from ..proposers import sweep
 from ..proposers.base import Proposer
 from .bus import EventBus
 from .context import Ctx, now
@@ -182,7 +183,14 @@ class Session:
         """Why the current proposer will not act on this idea, or None (reads the in-scope files:
         call it in a thread)."""
         files = read_files(self.ctx, self.cfg.research.files_in_scope)
-        return self.ctx.proposer.idea_problem(clean_idea(text), files)
+        text = clean_idea(text)
+        if sweep.parse(text) is not None:
+            try:
+                sweep.proposals(text, files)
+            except sweep.SweepError as e:
+                return f"this sweep cannot run: {e}"
+            return None
+        return self.ctx.proposer.idea_problem(text, files)
 
     def abandon(self) -> None:
         """Last resort when the event loop is gone (the app closed): kill what still runs —

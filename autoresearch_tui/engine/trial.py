@@ -8,7 +8,7 @@ start puts the branch on the best commit the records name.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 from ..fsio import fmt_metric
@@ -16,7 +16,7 @@ from ..proposers.base import Proposal
 from ..proposers.oom import raised_batch
 from . import integrity, worktrees
 from .context import Ctx, Slot, now
-from .decision import decide
+from .decision import decide, deltas
 from .events import Decision, Phase, ProgressReport, RunFinished, RunStarted
 from .executors.base import Handle, RunSpec
 from .gate import Ready
@@ -38,6 +38,26 @@ class Job:
     remeasure_of: int | None = None
     reapply: RunRecord | None = None  # the record the re-applied experiment starts from (commit made)
     basis: Basis | None = None  # the best when it started (set by prepare)
+    sweep: Sweep | None = None  # one value of a sweep: decided with the others
+
+
+@dataclass
+class Sweep:
+    """`sweep NAME v1 v2 …`: one experiment per value over free slots, decided as one step when
+    the last one is measured — the best value is kept only if it wins, the others are discarded."""
+
+    idea: str
+    size: int
+    measured: list[tuple[RunRecord, Basis | None]] = field(default_factory=list)
+    decided: bool = False
+
+    def drop(self) -> None:
+        """A value that will not run (a stop came before it started)."""
+        self.size -= 1
+
+    @property
+    def complete(self) -> bool:
+        return len(self.measured) >= self.size
 
 
 @dataclass
@@ -180,10 +200,15 @@ async def run(ctx: Ctx, slot: Slot, rec: RunRecord, job: Job | None = None,
     if on_started is not None:
         on_started(rec)
     handle, outcome = await ctx.run_in_slot(slot, spec, handle)
+    if job is not None and job.sweep is not None:
+        await measure(ctx, slot, rec, handle, outcome)
+        job.sweep.measured.append((rec, job.basis))
+        return await finish_sweep(ctx, slot, job.sweep) if job.sweep.complete else None
     return await finish(ctx, slot, rec, handle, outcome, job.basis if job else None)
 
 
-async def finish(ctx: Ctx, slot: Slot, rec: RunRecord, handle: Handle, outcome: RunOutcome, basis: Basis | None = None) -> Job | None:
+async def measure(ctx: Ctx, slot: Slot, rec: RunRecord, handle: Handle, outcome: RunOutcome) -> None:
+    """Read the metric from the log and check that the run touched nothing it must not."""
     m = ctx.cfg.metric
     n = rec.iteration
     slot.started_at = 0.0
@@ -204,9 +229,42 @@ async def finish(ctx: Ctx, slot: Slot, rec: RunRecord, handle: Handle, outcome: 
                 ctx.notice(why, "error")
     if rec.crash_kind == "oom":
         rec.no_retry = await ctx.thread(oom_no_retry, ctx, rec)
+
+
+async def finish(ctx: Ctx, slot: Slot, rec: RunRecord, handle: Handle, outcome: RunOutcome, basis: Basis | None = None) -> Job | None:
+    await measure(ctx, slot, rec, handle, outcome)
     rec.status = await decide(ctx, slot, rec, basis)
+    return await _conclude(ctx, slot, [], rec)
+
+
+async def finish_sweep(ctx: Ctx, slot: Slot, sweep: Sweep) -> Job | None:
+    """Every value of a sweep is measured: the best one is decided like any experiment (it must
+    beat the best the sweep started from), the others are discarded with the reason."""
+    sweep.decided = True
+    sign = 1 if ctx.cfg.metric.direction == "minimize" else -1
+    scored = [(r, b) for r, b in sweep.measured if r.metric is not None and not r.crash_reason]
+    win = min(scored, key=lambda rb: sign * rb[0].metric)[0] if scored else None  # type: ignore[operator]
+    others: list[RunRecord] = []
+    for rec, basis in sorted(sweep.measured, key=lambda rb: rb[0].iteration):
+        if rec is win:
+            rec.status = await decide(ctx, slot, rec, basis)
+            continue
+        deltas(ctx, rec, basis)
+        rec.status = "crash" if rec.crash_reason else "discard"
+        if win is not None and not rec.crash_reason:
+            rec.discard_reason = f"sweep: #{win.iteration} ({win.description}) measured better"
+        others.append(rec)
+    if win is None:
+        return await _conclude(ctx, slot, others[:-1], others[-1])
+    return await _conclude(ctx, slot, others, win)
+
+
+async def _conclude(ctx: Ctx, slot: Slot, first: list[RunRecord], rec: RunRecord) -> Job | None:
+    """Record `first`, then `rec` — re-applied onto the best instead if the best moved while it ran."""
     follow: Job | None = None
     async with ctx.record_lock:
+        for r in first:
+            await record(ctx, r, slot)
         if rec.status == "keep" and rec.is_experiment and rec.parent and rec.parent != ctx.best_commit():
             follow = await ctx.thread(_reapply_sync, ctx, slot, rec)
         await record(ctx, rec, slot)

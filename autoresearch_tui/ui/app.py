@@ -182,10 +182,12 @@ class AutoresearchApp(App[int]):
         yield from super().get_system_commands(screen)
         if isinstance(screen, MainScreen):
             for b in screen.BINDINGS:
-                if getattr(b, "id", None) in ("leave", "follow"):
+                if getattr(b, "id", None) in ("leave", "follow") or screen.check_action(b.action, ()) is False:
                     continue
                 yield SystemCommand(f"{b.description} ({b.key})", f"autoresearch: {b.description.lower()}",
                                     lambda a=b.action: screen.run_action(a))
+            yield SystemCommand("Sweep a constant", "autoresearch: one experiment per value over the free slots "
+                                "(sweep LR 0.02 0.04 0.08)", screen.action_sweep)
 
     # ------------------------------------------------------------------ quit
     def shutdown(self, how: str) -> None:

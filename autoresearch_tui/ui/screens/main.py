@@ -381,6 +381,14 @@ class MainScreen(Screen):
     def action_focus_idea(self) -> None:
         self.query_one("#idea-input", Input).focus()
 
+    def action_sweep(self) -> None:
+        """From the palette: the idea input, started with `sweep ` (NAME and the values follow)."""
+        box = self.query_one("#idea-input", Input)
+        box.value = "sweep "
+        box.cursor_position = len(box.value)
+        box.focus()
+        self.app.notify("sweep NAME v1 v2 …: one experiment per value, over the free slots; the best is kept if it wins", timeout=8)
+
     def action_leave_input(self) -> None:
         self.query_one(ResultsTable).focus()
 

@@ -18,6 +18,7 @@ from textual.widgets import Button, DataTable, Footer, Input, Label, Select, Sta
 
 from ... import detect
 from ...config import Config, ConfigError, default_tag, from_dict, save
+from ...engine.gpus import SlotPlanError, plan_slots, visible_gpus
 from ...engine.ledger import GitError
 from ...engine.preflight import preflight, repository_problem
 from ...engine.repoinit import folder_files, init_repository, is_repository
@@ -35,6 +36,7 @@ FIELDS = [
     ("time_budget_s", "Time budget (s)", "training seconds per experiment (required), e.g. 300"),
     ("timeout_s", "Kill after (s)", "empty = " + "{kill_rule}"),
     ("max_iterations", "Max iterations", "0 = until stopped"),
+    ("slots", "Experiments at once", '"auto" = one per GPU ({gpus} visible), or a number; several run in worktrees of their own'),
     ("metric", "Metric", "its name as the log prints it (name: value)"),
     ("min_delta", "Minimum improvement", "keep only if better by more than this"),
     ("baseline_runs", "Baseline runs", "3 measures run-to-run noise (then keep policy margin/confirm); 1 = off"),
@@ -74,6 +76,7 @@ class WizardScreen(Screen[Config | None]):
         metric = detect.guess_metric(self.root, [*ev, train])
         prop = detect.proposer_defaults(self.env, self.probe_local)
         self._proposer_why = prop["why"]
+        self._gpus = visible_gpus()
         return {
             "goal": f"{detect.guess_direction(metric)} {metric}",
             "files_in_scope": train,
@@ -82,6 +85,7 @@ class WizardScreen(Screen[Config | None]):
             "time_budget_s": "",
             "timeout_s": "",
             "max_iterations": "0",
+            "slots": "auto" if len(self._gpus) > 1 else "1",
             "metric": metric,
             "direction": detect.guess_direction(metric),
             "min_delta": "0",
@@ -116,7 +120,7 @@ class WizardScreen(Screen[Config | None]):
                         yield Select([("mutate (offline)", "mutate"), ("llm (litellm)", "llm")], value=d["kind"],
                                      allow_blank=False, id="f-kind", classes="field-input")
                     yield Static(f"detected: {self._proposer_why}", classes="field-hint")
-                hint = hint.format(kill_rule=KILL_RULE)
+                hint = hint.format(kill_rule=KILL_RULE, gpus=len(self._gpus))
                 with Horizontal(classes="field-row"):
                     yield Label(label, classes="field-label")
                     yield Input(value=d[fid], placeholder=hint, id=f"f-{fid}", classes="field-input")
@@ -216,6 +220,9 @@ class WizardScreen(Screen[Config | None]):
         mi = self.value("max_iterations") or "0"
         if not mi.isdigit():
             raise ConfigError(f"{self.path.name}: [research] max_iterations must be a whole number, 0 = until stopped (got {mi!r})")
+        slots_raw = self.value("slots") or "1"
+        if not (slots_raw == "auto" or slots_raw.isdigit()):
+            raise ConfigError(f'{self.path.name}: [compute] slots must be a whole number or "auto" (got {slots_raw!r})')
         br = self.value("baseline_runs") or "1"
         if not br.isdigit():
             raise ConfigError(f"{self.path.name}: [metric] baseline_runs must be a whole number, e.g. 3 (got {br!r})")
@@ -247,8 +254,13 @@ class WizardScreen(Screen[Config | None]):
                 "model": self.value("model"),
                 "api_base": self.value("api_base"),
             },
+            "compute": {"slots": slots_raw if slots_raw == "auto" else int(slots_raw)},
         }
         cfg = from_dict(data, self.path)
+        try:
+            self._plan = plan_slots(cfg, visible=self._gpus)
+        except SlotPlanError as e:
+            raise ConfigError(str(e)) from None
         for key in ("files_in_scope", "read_only"):
             for f in getattr(cfg.research, key):
                 if not (self.root / f).is_file():
@@ -317,6 +329,9 @@ class WizardScreen(Screen[Config | None]):
             ("Metric", f"{m.name} ({m.direction}), min_delta {m.min_delta:g}"),
             ("Keep policy", f"{m.keep_policy}, baseline runs {m.baseline_runs}" + (f", noise_k {m.noise_k:g}" if m.keep_policy != "strict" else "")),
             ("Max iterations", str(r.max_iterations or "unlimited")),
+            ("At once", f"{self._plan.count} experiment(s)" + (
+                " (" + "; ".join(f"slot {i}: GPU {','.join(g)}" for i, g in enumerate(self._plan.gpus) if g) + ")"
+                if any(self._plan.gpus) else (f" ({self._plan.note})" if self._plan.note else ""))),
             ("Branch", cfg.branch),
             ("Results file", r.results_file),
             ("Guard", r.guard_command or "none"),
