@@ -26,6 +26,7 @@ CONFIG_NAME = "autoresearch.toml"
 DIRECTIONS = ("minimize", "maximize")
 PROPOSER_KINDS = ("mutate", "llm")
 KEEP_POLICIES = ("strict", "margin", "confirm")
+EXECUTORS = ("local", "slurm")
 _TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -96,6 +97,15 @@ class ComputeConfig:
     gpus_per_run: int = 1
     gpus: list[str] = field(default_factory=list)  # explicit GPU ids; empty = the visible ones
     link_untracked: bool = True  # slot worktrees link the repository's untracked top-level files (data, .venv)
+    executor: str = "local"  # local | slurm
+    # slurm: sbatch options; the worktrees must be on a filesystem the nodes share
+    partition: str = ""
+    account: str = ""
+    gpu_flag: str = "gres"  # gres: --gres=gpu:K | gpus: --gpus=K | none
+    time_limit: str = ""  # sbatch --time; empty = the run's timeout plus 2 minutes, in whole minutes
+    extra_args: list[str] = field(default_factory=list)
+    workdir: str = ""  # where the slots' worktrees live; empty = .autoresearch/worktrees
+    pending_warn_s: float = 600.0  # a job pending longer is said in a notice and the slots pane
 
 
 @dataclass
@@ -308,6 +318,18 @@ def validate(cfg: Config) -> None:
     if p.max_tokens < 256:
         raise ConfigError(f"{file}: [proposer] max_tokens must be at least 256 (got {p.max_tokens})")
     c = cfg.compute
+    if c.executor not in EXECUTORS:
+        raise ConfigError(f'{file}: [compute] executor must be "local" or "slurm" (got {c.executor!r})')
+    if c.executor == "slurm" and c.slots == "auto":
+        raise ConfigError(f'{file}: [compute] slots = "auto" counts local GPUs; with executor = "slurm" set the most jobs in flight, e.g. 4')
+    if c.gpu_flag not in ("gres", "gpus", "none"):
+        raise ConfigError(f'{file}: [compute] gpu_flag must be "gres" (--gres=gpu:K), "gpus" (--gpus=K) or "none" (got {c.gpu_flag!r})')
+    if c.time_limit and not re.match(r"^(\d+-)?\d+(:\d{1,2}){0,2}$", c.time_limit):
+        raise ConfigError(f'{file}: [compute] time_limit must be in sbatch --time form, e.g. "0:20:00" or "90" minutes (got {c.time_limit!r})')
+    if c.workdir and (".." in Path(c.workdir).parts):
+        raise ConfigError(f"{file}: [compute] workdir must not contain '..'; name a folder the nodes share, absolute or inside the repository")
+    if not c.pending_warn_s > 0:
+        raise ConfigError(f"{file}: [compute] pending_warn_s must be a positive number of seconds (got {c.pending_warn_s:g})")
     if isinstance(c.slots, int) and not 1 <= c.slots <= 64:
         raise ConfigError(f'{file}: [compute] slots must be between 1 and 64, or "auto" (got {c.slots})')
     if not 1 <= c.gpus_per_run <= 64:

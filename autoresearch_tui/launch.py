@@ -1,4 +1,4 @@
-"""Putting a session together: the configured proposer and the local executor around the engine.
+"""Putting a session together: the configured proposer and executor (local, or Slurm) around the engine.
 
 Lives outside `engine/` because choosing the proposer may mean the LLM proposer (litellm), which
 the engine never imports.
@@ -14,6 +14,17 @@ from .proposers import make_proposer
 from .proposers.base import Proposer
 
 
+def make_executor(cfg: Config) -> Any:
+    if cfg.compute.executor == "slurm":
+        from .engine.executors.slurm import SlurmExecutor
+
+        return SlurmExecutor(cfg)
+    from .engine.executors import LocalExecutor
+
+    return LocalExecutor()
+
+
 def new_session(cfg: Config, proposer: Proposer | None = None, max_iterations: int | None = None,
                 platform: dict[str, Any] | None = None, poll_s: float = 0.05) -> Session:
-    return Session(cfg, proposer or make_proposer(cfg), max_iterations=max_iterations, platform=platform, poll_s=poll_s)
+    return Session(cfg, proposer or make_proposer(cfg), max_iterations=max_iterations, platform=platform, poll_s=poll_s,
+                   executor=make_executor(cfg))

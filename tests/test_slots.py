@@ -370,3 +370,16 @@ def test_a_sweep_runs_one_experiment_per_value_at_once_and_keeps_only_the_best(t
     notes = (root / "autoresearch.md").read_text()
     assert "[x] sweep LR 0.02 0.04 0.08" in notes
     assert "sweep NOPE 1 2" in notes and "cannot sweep: no module-level constant NOPE" in notes
+
+
+def test_an_uncommitted_edit_of_the_tracked_configuration_survives_the_loops_resets(tmp_path):
+    # the configuration is tracked (committed with the code); the user adds [compute] and starts:
+    # the resets that discard experiments must not undo that edit (the next start needs it)
+    root = make_repo(tmp_path / "r")
+    _compute(root, "\n[compute]\nslots = 2\n")
+    edited = (root / "autoresearch.toml").read_text()
+    from conftest import run_engine
+
+    run_engine(load_cfg(root), max_iterations=3)
+    assert any(r["status"] == "discard" for r in jsonl_runs(root))  # a reset happened
+    assert (root / "autoresearch.toml").read_text() == edited

@@ -120,6 +120,7 @@ class Ctx:
         self.poll_s = poll_s
         self.control = Control()
         self.slots = [Slot(0, self.root)]
+        self.sets_gpus = True  # False where the scheduler (Slurm) gives each run its GPUs
         self.links: list[str] = []  # untracked top-level names linked into each slot's worktree
         self.follow_ups: list[Any] = []  # trial.Job: re-applications found while recovering, run first
         self.in_flight: dict[int, Any] = {}  # iteration -> RunRecord of experiments started, not yet recorded
@@ -162,6 +163,11 @@ class Ctx:
     @property
     def parallel(self) -> bool:
         return len(self.slots) > 1
+
+    @property
+    def own_trees(self) -> bool:
+        """Experiments run in worktrees of their own (several slots, or a remote executor)."""
+        return any(s.ledger is not None for s in self.slots)
 
     # ------------------------------------------------------------ iterations
     def peek_iteration(self) -> int:
@@ -206,7 +212,7 @@ class Ctx:
     def spec(self, slot: Slot, n: int, kind: str = "", command: str = "") -> RunSpec:
         r = self.cfg.research
         env = {**slot.env, "AUTORESEARCH_SLOT": str(slot.index), "AUTORESEARCH_ITERATION": str(n)}
-        if self.parallel or slot.gpus:
+        if self.sets_gpus and (self.parallel or slot.gpus):
             env["CUDA_VISIBLE_DEVICES"] = ",".join(slot.gpus)
         return RunSpec(n, command or r.command, slot.workdir, self.paths.log(n, kind), self.paths.exit_file(n, kind),
                        r.time_budget_s, r.effective_timeout, r.kill_grace_s, env, kind or "run")

@@ -48,6 +48,8 @@ class SlotPlan:
 def plan_slots(cfg: Config, visible: list[str] | None = None) -> SlotPlan:
     c = cfg.compute
     file = cfg.path.name
+    if c.executor != "local":  # the cluster's scheduler gives each job its GPUs
+        return SlotPlan([[] for _ in range(int(c.slots))], "")
     gpus = list(c.gpus) if c.gpus else (visible_gpus() if visible is None else list(visible))
     k = c.gpus_per_run
     if c.slots == "auto":

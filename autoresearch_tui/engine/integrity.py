@@ -69,6 +69,7 @@ def check_git_after_run(ctx: Ctx, slot: Slot | None, commit: str) -> str:
     if not problems:
         return ""
     led.git("reset", "-q", "--hard", commit, check=False)
+    led.restore_kept()
     return "the run changed the repository's git state (" + ", ".join(problems) + "): result invalid; restored"
 
 
@@ -89,6 +90,7 @@ def _check_worktree(ctx: Ctx, slot: Slot, commit: str) -> str:
         problems.append("moved the research branch")
         led.git("update-ref", ref, best, check=False)
         led.git("reset", "-q", "--hard", best, check=False)
+        led.restore_kept()
     if not problems:
         return ""
     return "the run changed the repository's git state (" + ", ".join(problems) + "): result invalid; restored"

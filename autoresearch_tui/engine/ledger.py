@@ -41,6 +41,8 @@ class Ledger:
             self._env.pop(k, None)
         self._identity_checked = False
         self._git_dir: Path | None = None
+        #: tracked files with the user's uncommitted edits (the configuration) that a reset must not undo
+        self.keep_files: dict[str, bytes] = {}
 
     # ------------------------------------------------------------------ basics
     def git(self, *args: str, input: str | None = None, check: bool = True) -> str:
@@ -217,6 +219,17 @@ class Ledger:
         if not verified and self.current_branch() != self.branch:
             raise GitError(f"refusing to reset: {self.branch} is not checked out")
         self.git("reset", "-q", "--hard", commit)
+        self.restore_kept()
+
+    def restore_kept(self) -> None:
+        """Put back the bytes of `keep_files` after a reset (the user's uncommitted configuration)."""
+        for path, data in self.keep_files.items():
+            p = self.root / path
+            try:
+                if p.read_bytes() != data:
+                    p.write_bytes(data)
+            except OSError:
+                pass
 
     def restore_paths(self, commit: str, paths: list[str]) -> None:
         self.git("checkout", "-q", commit, "--", *paths)

@@ -94,6 +94,8 @@ def evaluate_run(
     reason = ""
     if outcome.killed and kill_reason:
         reason = kill_reason
+    elif outcome.reason and (outcome.killed or outcome.exit_code is None or outcome.exit_code != 0):
+        reason = outcome.reason
     elif outcome.timed_out:
         reason = f"timed out after {outcome.duration_s:.0f} s and was killed"
     elif outcome.exit_code is None:

@@ -173,6 +173,16 @@ def preflight(cfg: Config, for_session: bool = False) -> Report:
         rep.warnings.append(f"{cfg.path.name}: [research] program '{r.program}' does not exist; the LLM gets no research strategy")
     from .gpus import SlotPlanError, plan_slots
 
+    if cfg.compute.executor == "slurm":
+        from .executors.slurm import check as slurm_check
+
+        why = slurm_check(cfg)
+        if why:
+            rep.errors.append(why)
+        else:
+            rep.info.append(f"Slurm: up to {cfg.compute.slots} jobs in flight"
+                            + (f" on partition {cfg.compute.partition}" if cfg.compute.partition else " on the default partition"))
+
     try:
         plan = plan_slots(cfg)
         if plan.count > 1:

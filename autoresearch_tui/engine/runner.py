@@ -82,6 +82,7 @@ class RunOutcome:
     duration_s: float
     peak_rss_gb: float
     survivors: int = 0
+    reason: str = ""  # why it ended, when the executor knows better than an exit code (a Slurm job's state)
 
 
 def start(

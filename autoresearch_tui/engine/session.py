@@ -55,6 +55,9 @@ class Session:
         self.end_reason = ""
         self._broken_subscribers: set[int] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending_said: set[str] = set()
+        if hasattr(self.ctx.executor, "observer"):
+            self.ctx.executor.observer = self._run_state  # a remote run: queued, then running
 
     # ----------------------------------------------------------- for callers
     def subscribe(self, fn: Callable[[Event], None]) -> None:
@@ -340,6 +343,28 @@ class Session:
         finally:
             ctx.set_phase(Phase.STOPPED)
             self.lock.release()
+
+    def _run_state(self, handle: Any, state: str) -> None:
+        """A remote executor saw a run queued or running: its slot's line says so; a job pending
+        longer than `pending_warn_s` is said once."""
+        ctx = self.ctx
+        slot = next((s for s in ctx.slots if s.handle is handle), None)
+        if slot is None:
+            return
+        if state == "running":
+            slot.started_at = handle.started_at
+            ctx.slot_state(slot, "running" if slot.kind != "baseline" else "baseline")
+            return
+        waited = now() - float(getattr(handle, "submitted_at", 0) or now())
+        reason = getattr(handle, "extra", {}).get("pending_reason", "")
+        slot.started_at = 0.0
+        if slot.state != "queued":
+            ctx.slot_state(slot, "queued")
+        key = str(getattr(handle, "job_id", id(handle)))
+        if waited > self.cfg.compute.pending_warn_s and key not in self._pending_said:
+            self._pending_said.add(key)
+            ctx.notice(f"#{slot.iteration}: job {key} has been pending for {waited / 60:.0f} min ({reason or 'no reason given'}); "
+                       "the budget counts from its start", "warning")
 
     # ---------------------------------------------------------------- errors
     def _subscriber_failed(self, fn: Callable, ev: Event, tb: str) -> None:

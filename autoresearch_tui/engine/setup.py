@@ -41,6 +41,9 @@ def setup_sync(ctx: Ctx, lock: SessionLock) -> tuple[bool, str, list[str]]:
         notes.append(stale)
     led.ensure_excludes()
     led.add_exclude("/" + cfg.research.results_file)
+    name = cfg.path.name
+    if led.is_tracked(name) and any(c.path == name for c in led.tracked_changes()):
+        led.keep_files[name] = (ctx.root / name).read_bytes()  # the loop's resets never undo the user's edit
     resumed, start_branch = led.start_or_resume()
     st = ctx.state.read()
     if resumed and st.get("start_branch"):
@@ -91,7 +94,8 @@ def setup_slots_sync(ctx: Ctx) -> str:
         plan = plan_slots(ctx.cfg)
     except SlotPlanError as e:
         raise SetupError(str(e)) from None
-    if plan.count == 1:
+    remote = ctx.executor.name != "local"  # the scheduler gives the GPUs; every run in a worktree the nodes share
+    if plan.count == 1 and not remote:
         ctx.slots = [Slot(0, ctx.root, gpus=plan.gpus[0])]
         return plan.note
     led = ctx.ledger
@@ -100,16 +104,28 @@ def setup_slots_sync(ctx: Ctx) -> str:
         ctx.links = worktrees.untracked_top_level(led, skip)
     head = led.head()
     slots = []
+    base = _worktree_base(ctx)
+    if base.is_relative_to(ctx.root) and not base.is_relative_to(ctx.paths.state_dir):
+        led.add_exclude("/" + base.relative_to(ctx.root).as_posix() + "/")  # never in the user's `git status`
     for i, gpus in enumerate(plan.gpus):
-        path = worktrees.slot_dir(ctx.paths.state_dir, i)
+        path = worktrees.slot_dir(base, i)
         try:
             wl = worktrees.ensure(led, path, head)
         except Exception as e:  # noqa: BLE001 - GitError, OSError: one clear line
             raise SetupError(f"{path}: cannot create the worktree of slot {i} ({e}); check the disk and `git worktree list`") from None
-        slots.append(Slot(i, path, gpus=gpus, ledger=wl))
+        slots.append(Slot(i, path, gpus=[] if remote else gpus, ledger=wl))
     ctx.slots = slots
+    if remote:
+        ctx.sets_gpus = False
+        return f"up to {len(slots)} jobs in flight on {ctx.executor.name} (worktrees in {base})"
     where = ", ".join(f"slot {s.index}: GPU {','.join(s.gpus)}" for s in slots if s.gpus)
     return plan.note or f"{len(slots)} slots ({where})"
+
+
+def _worktree_base(ctx: Ctx) -> Path:
+    from . import worktrees
+
+    return worktrees.base_dir(ctx.root, ctx.paths.state_dir, ctx.cfg.compute.workdir)
 
 
 def cleanup_worktrees_sync(ctx: Ctx) -> None:
@@ -117,8 +133,9 @@ def cleanup_worktrees_sync(ctx: Ctx) -> None:
     from . import worktrees
 
     keep = {s.workdir for s in ctx.slots if s.handle is not None and ctx.control.leaves_alive(s.kind)}
-    if ctx.parallel or (ctx.paths.state_dir / worktrees.WORKTREES).exists():
-        worktrees.prune(ctx.ledger, ctx.paths.state_dir, keep)
+    base = _worktree_base(ctx)
+    if ctx.own_trees or base.exists():
+        worktrees.prune(ctx.ledger, base, keep)
 
 
 # ------------------------------------------------------------------ platform

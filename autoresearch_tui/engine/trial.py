@@ -367,7 +367,7 @@ def _after_record_sync(ctx: Ctx, rec: RunRecord) -> None:
     elif rec.status == "keep":
         # the branch moves to the kept commit (made in a slot's worktree), or the run may have
         # changed tracked files: back to exactly the kept commit
-        if ctx.parallel or ctx.ledger.tracked_changes():
+        if ctx.own_trees or ctx.ledger.tracked_changes():
             ctx.ledger.reset_hard(rec.commit)
     ctx.state.set_item("inflight_runs", rec.iteration, None, pending_commits=(rec.iteration, None))
     write_notes(ctx)

@@ -20,8 +20,14 @@ from .ledger import TOOL_IGNORES, GitError, Ledger
 WORKTREES = "worktrees"
 
 
-def slot_dir(state_dir: Path, i: int) -> Path:
-    return state_dir / WORKTREES / f"slot-{i}"
+def base_dir(root: Path, state_dir: Path, workdir: str = "") -> Path:
+    """Where the slots' worktrees live: `[compute] workdir` (a filesystem the nodes share, for
+    Slurm), else `.autoresearch/worktrees`."""
+    return (root / workdir).resolve() if workdir else state_dir / WORKTREES
+
+
+def slot_dir(base: Path, i: int) -> Path:
+    return base / f"slot-{i}"
 
 
 def untracked_top_level(led: Ledger, skip: set[str]) -> list[str]:
@@ -73,12 +79,11 @@ def remove(led: Ledger, path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def prune(led: Ledger, state_dir: Path, keep: set[Path]) -> None:
-    """Remove every slot worktree but those in `keep` (a run left alive by detach), then prune."""
-    base = state_dir / WORKTREES
+def prune(led: Ledger, base: Path, keep: set[Path]) -> None:
+    """Remove every slot worktree under `base` but those in `keep` (a run left alive by detach), then prune."""
     if base.is_dir():
         for p in sorted(base.iterdir()):
-            if p not in keep:
+            if p not in keep and p.name.startswith("slot-"):
                 remove(led, p)
         if not any(base.iterdir()):
             base.rmdir()
