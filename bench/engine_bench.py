@@ -248,3 +248,51 @@ def slots_overhead(slots: int = 4, n: int = 40) -> list[Row]:
     med = statistics.median(gaps) * 1000
     return [(f"engine overhead per experiment, {slots} slots (median gap in a slot)", med, "ms", "<= 100 ms",
              med <= 100, f"{len(gaps)} gaps; 90th percentile {statistics.quantiles(gaps, n=10)[-1] * 1000:.1f} ms")]
+
+
+def slurm_vs_local(slots: int = 4, per_slot: int = 3, budget: float = 3.0) -> list[Row]:
+    """On a loopback Slurm (tests/slurm_cluster.py): submission-to-start latency and experiments
+    per hour, against local slots measured in the same run."""
+    from slurm_cluster import LoopbackSlurm
+
+    rates: dict[str, float] = {}
+    latencies: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cluster = LoopbackSlurm(Path(tmp) / "slurm")
+        why = cluster.start()
+        if why:
+            return [("slurm vs local", float("nan"), "", "", False, f"skipped: {why}")]
+        old = os.environ.get("SLURM_CONF")
+        os.environ.update(cluster.env)
+        try:
+            for executor in ("local", "slurm"):
+                with tempfile.TemporaryDirectory() as t2:
+                    root = make_repo(Path(t2) / "r", train=SLEEPY, research={"time_budget_s": budget})
+                    with open(root / "autoresearch.toml", "a") as f:
+                        f.write(f'\n[compute]\nexecutor = "{executor}"\nslots = {slots}\n'
+                                + (f'gpus = {[str(i) for i in range(slots)]}\n' if executor == "local" else ""))
+                    events, _ = _session(root, slots * per_slot)
+                    spans = [s for v in _slot_spans(events).values() for s in v]
+                    rates[executor] = len(spans) / (max(b for _, b in spans) - min(a for a, _ in spans)) * 3600
+                    if executor == "slurm":
+                        submitted = {e.iteration: e.started_at for _, e in events if isinstance(e, ev.RunStarted)}
+                        for n, t0 in submitted.items():
+                            try:
+                                data = json.loads((root / ".autoresearch" / "logs" / f"{n:05d}.exit").read_text())
+                            except (OSError, ValueError):
+                                continue
+                            latencies.append(float(data["started_at"]) - t0)
+        finally:
+            cluster.stop()
+            if old is None:
+                os.environ.pop("SLURM_CONF", None)
+            else:
+                os.environ["SLURM_CONF"] = old
+    med = statistics.median(latencies)
+    ratio = rates["slurm"] / rates["local"]
+    return [
+        ("slurm: submission to start (median, loopback cluster)", med, "s", "reported", True,
+         f"{len(latencies)} jobs; max {max(latencies):.2f} s (the controller schedules every second)"),
+        (f"slurm: experiments per hour, {slots} jobs in flight, {budget:g} s runs", rates["slurm"], "/h", "reported", True,
+         f"local {slots} slots in the same run {rates['local']:.0f}/h: x{ratio:.2f}"),
+    ]

@@ -193,8 +193,8 @@ class SlurmExecutor:
                 handle.extra["pending_reason"] = reason
                 self._observe(handle, "queued")
             handle.state = state or handle.state
-            if not state or state not in ACTIVE:
-                break
+            if not state or state not in ACTIVE or handle.exit_path.exists():
+                break  # (the supervisor's outcome file: the run is over, whatever the queue says yet)
             if kill.is_set() or (handle.running and time.time() - handle.started_at > backstop):
                 await asyncio.to_thread(self.kill, handle, spec.grace_s)
                 break
