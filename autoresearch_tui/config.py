@@ -54,6 +54,7 @@ class ResearchConfig:
     program: str = "program.md"
     results_file: str = "results.tsv"
     oom_retry: bool = True  # an idea that ran out of memory is retried once at half the device batch
+    early_stop: str = "conservative"  # off | conservative | aggressive (only where the log shows a curve)
 
     @property
     def effective_timeout(self) -> float:
@@ -74,6 +75,7 @@ class MetricConfig:
     baseline_runs: int = 1
     keep_policy: str = "strict"
     noise_k: float = 2.0
+    progress_pattern: str = ""  # a regex with named groups: loss, and pct | seconds | step (curves)
 
 
 @dataclass
@@ -286,6 +288,16 @@ def validate(cfg: Config) -> None:
             raise ConfigError(
                 f"{file}: [metric] pattern must have exactly one group (…) around the number (it has {rx.groups})"
             )
+    if r.early_stop not in ("off", "conservative", "aggressive"):
+        raise ConfigError(f'{file}: [research] early_stop must be "off", "conservative" or "aggressive" (got {r.early_stop!r})')
+    if m.progress_pattern:
+        try:
+            prx = re.compile(m.progress_pattern)
+        except re.error as e:
+            raise ConfigError(f"{file}: [metric] progress_pattern is not a valid regular expression ({e}); fix it or leave it empty") from None
+        if "loss" not in prx.groupindex or not {"pct", "seconds", "step"} & set(prx.groupindex):
+            raise ConfigError(f"{file}: [metric] progress_pattern needs named groups (?P<loss>…) and one of (?P<pct>…), "
+                              "(?P<seconds>…), (?P<step>…)")
     if m.min_delta < 0:
         raise ConfigError(f"{file}: [metric] min_delta must be 0 or more (got {m.min_delta:g})")
     if m.baseline_runs < 1 or m.baseline_runs > 20:

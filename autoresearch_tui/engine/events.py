@@ -83,6 +83,20 @@ class SlotsChanged(Event):
 
 
 @dataclass
+class CurveUpdated(Event):
+    """A running experiment's curve grew (loss against the share of the budget), with the
+    curves it is compared with."""
+
+    iteration: int
+    slot: int
+    points: list[tuple[float, float]]
+    best: list[tuple[float, float]]
+    baseline: list[tuple[float, float]]
+    best_iteration: int | None = None
+    note: str = ""  # e.g. "no curve in the log yet", or the early-stop reason
+
+
+@dataclass
 class HistoryLoaded(Event):
     """Every record already on disk (resume, or the baseline just recorded)."""
 

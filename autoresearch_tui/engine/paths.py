@@ -48,6 +48,9 @@ class Paths:
     def exit_file(self, n: int, kind: str = "") -> Path:
         return self.logs_dir / (f"{n:05d}.{kind}.exit" if kind else f"{n:05d}.exit")
 
+    def curve(self, n: int) -> Path:
+        return self.state_dir / "curves" / f"{n:05d}.json"
+
     def crash_log(self, stamp: str) -> Path:
         return self.state_dir / f"crash-{stamp}.log"
 

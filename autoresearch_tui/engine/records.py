@@ -67,6 +67,8 @@ class RunRecord:
     crash_reason: str = ""
     crash_kind: str = ""
     no_retry: str = ""  # out of memory: why this crash is not retried at half the device batch
+    curve: str = ""  # .autoresearch/curves/<n>.json: its loss against the position in the run
+    early_stop: str = ""  # why it was stopped early (then: discard)
     error_tail: str = ""
     started_at: float | None = None
     ended_at: float | None = None

@@ -11,6 +11,7 @@ from pathlib import Path
 from .context import Ctx, Slot, now
 from .ledger import Ledger
 from .records import RunRecord
+from .curvewatch import follow_run
 from .trial import announce, finish
 
 
@@ -60,7 +61,7 @@ async def _inflight(ctx: Ctx, slot: Slot, saved: dict) -> None:
         announce(ctx, slot, rec, handle, timeout)
         spec = ctx.spec(slot, n)
         spec.timeout_s = timeout
-        handle, outcome = await ctx.run_in_slot(slot, spec, handle)
+        handle, outcome = await follow_run(ctx, slot, spec, rec, handle)
     else:
         handle, outcome = await ctx.thread(ctx.executor.ended_while_away, saved, ctx.cfg.research.kill_grace_s)
         ctx.notice(f"experiment #{n} ended while the app was away; scored from its log")

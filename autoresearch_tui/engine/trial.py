@@ -14,9 +14,10 @@ from typing import Any, Callable
 from ..fsio import fmt_metric
 from ..proposers.base import Proposal
 from ..proposers.oom import raised_batch
-from . import integrity, worktrees
+from . import curves, integrity, worktrees
 from .context import Ctx, Slot, now
 from .decision import decide, deltas
+from .curvewatch import follow_run
 from .events import Decision, Phase, ProgressReport, RunFinished, RunStarted
 from .executors.base import Handle, RunSpec
 from .gate import Ready
@@ -199,7 +200,7 @@ async def run(ctx: Ctx, slot: Slot, rec: RunRecord, job: Job | None = None,
     announce(ctx, slot, rec, handle, spec.timeout_s)
     if on_started is not None:
         on_started(rec)
-    handle, outcome = await ctx.run_in_slot(slot, spec, handle)
+    handle, outcome = await follow_run(ctx, slot, spec, rec, handle)
     if job is not None and job.sweep is not None:
         await measure(ctx, slot, rec, handle, outcome)
         job.sweep.measured.append((rec, job.basis))
@@ -221,6 +222,10 @@ async def measure(ctx: Ctx, slot: Slot, rec: RunRecord, handle: Handle, outcome:
     except ValueError:
         log = str(handle.log_path)
     rec.update(started_at=handle.started_at, ended_at=now(), log=log, platform=ctx.platform.get("summary", ""), metric_name=m.name)
+    if slot.kill_reason.startswith(curves.EARLY) and outcome.killed:
+        # stopped because its curve was clearly worse than the best's: a discard, never a crash
+        rec.update(crash_reason="", crash_kind="", error_tail="", metric=None, early_stop=slot.kill_reason,
+                   discard_reason=slot.kill_reason)
     async with ctx.record_lock:  # the branch moves only under this lock: no other slot moves it while we look
         for check in (lambda: integrity.check_git_after_run(ctx, slot, rec.commit), lambda: integrity.check_evaluator_after_run(ctx, slot)):
             why = await ctx.thread(check)
@@ -233,7 +238,11 @@ async def measure(ctx: Ctx, slot: Slot, rec: RunRecord, handle: Handle, outcome:
 
 async def finish(ctx: Ctx, slot: Slot, rec: RunRecord, handle: Handle, outcome: RunOutcome, basis: Basis | None = None) -> Job | None:
     await measure(ctx, slot, rec, handle, outcome)
-    rec.status = await decide(ctx, slot, rec, basis)
+    if rec.early_stop:
+        deltas(ctx, rec, basis)
+        rec.status = "discard"
+    else:
+        rec.status = await decide(ctx, slot, rec, basis)
     return await _conclude(ctx, slot, [], rec)
 
 
@@ -251,7 +260,7 @@ async def finish_sweep(ctx: Ctx, slot: Slot, sweep: Sweep) -> Job | None:
             continue
         deltas(ctx, rec, basis)
         rec.status = "crash" if rec.crash_reason else "discard"
-        if win is not None and not rec.crash_reason:
+        if win is not None and not rec.crash_reason and not rec.discard_reason:
             rec.discard_reason = f"sweep: #{win.iteration} ({win.description}) measured better"
         others.append(rec)
     if win is None:
