@@ -118,3 +118,33 @@ def test_a_run_reattached_after_kill_9_is_still_compared_and_stopped(tmp_path):
     assert app.wait(timeout=120) == 0, app.stderr.read()
     one = next(r for r in jsonl_runs(root) if r["iteration"] == 1)
     assert one["status"] == "discard" and one["early_stop"].startswith("stopped early at "), one
+
+
+async def test_the_curve_pane_draws_the_live_run_against_the_best_and_v_shows_it_large(tmp_path, monkeypatch):
+    from conftest import TEST_PLATFORM, until
+
+    from autoresearch_tui.launch import new_session
+    from autoresearch_tui.ui.app import AutoresearchApp
+    from autoresearch_tui.ui.screens.modals import TextScreen
+    from autoresearch_tui.ui.widgets.curve import CurvePane
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    root = make_repo(tmp_path / "r", train=CURVY.replace("STEP = 0.15", "STEP = 0.15 if MODE == 'base' else 0.6"),
+                     research={"time_budget_s": 12})
+    (root / "autoresearch.md").write_text("## Backlog\n\n- [ ] MODE=late\n")
+    cfg = load_cfg(root)
+    eng = new_session(cfg, max_iterations=1, platform=dict(TEST_PLATFORM), poll_s=0.02)
+    app = AutoresearchApp(cfg, engine=eng)
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = app.screen.query_one(CurvePane)
+        await until(lambda: pane.last is not None and pane.last.iteration == 1 and len(pane.last.points) >= 3, 60, "#1's live curve")
+        text = pane.text(60, 9)
+        assert "● #1" in text and "· best #0" in text and "○ baseline" in text and text.count("●") >= 4
+        await pilot.resize_terminal(80, 24)
+        await until(lambda: not pane.display or pane.region.height == 0, 10, "the pane folds away at 80x24")
+        await pilot.press("v")
+        await until(lambda: isinstance(app.screen, TextScreen), 10, "the full-screen curve")
+        await pilot.press("escape")
+        eng.stop_now()
+        await until(lambda: eng.phase == ev.Phase.STOPPED, 60, "stop")
+        app.exit()

@@ -108,6 +108,7 @@ def test_kill_9_anywhere_loses_nothing(tmp_path, slots):
     if slots > 1:
         with open(root / "autoresearch.toml", "a") as f:
             f.write(f"\n[compute]\nslots = {slots}\n")
+        git(root, "commit", "-qam", f"{slots} slots")
     rng = random.Random(1234)
     seen = []
     for i in range(cycles):

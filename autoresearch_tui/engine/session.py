@@ -232,7 +232,26 @@ class Session:
             facts.append(f"crash: {rec.crash_reason}")
         if rec.hypothesis:
             facts.append(f"hypothesis: {rec.hypothesis}")
-        return "\n".join(facts) + "\n\n" + diff + "\n──── log tail ────\n" + tail
+        if rec.early_stop:
+            facts.append(f"early stop: {rec.early_stop}")
+        return "\n".join(facts) + "\n\n" + diff + "\n──── curve ────\n" + self.curve_text(rec) + "\n──── log tail ────\n" + tail
+
+    def curve_text(self, rec: RunRecord, width: int = 70, height: int = 10) -> str:
+        """The experiment's curve against the best run's and the baseline's (blocking file reads)."""
+        from .. import textplot
+        from . import curves
+
+        if not rec.curve:
+            return "(no curve: the log printed no 'step N (P%) | loss: X' lines; see progress_pattern)"
+        h = self.ctx.history
+        series: list[textplot.Series] = []
+        base, best = h.baseline(), h.best()
+        if base is not None and base.curve and base.iteration != rec.iteration:
+            series.append((f"baseline #{base.iteration}", "○", curves.load(self.root / base.curve)))
+        if best is not None and best.curve and best.iteration != rec.iteration:
+            series.append((f"best #{best.iteration}", "·", curves.load(self.root / best.curve)))
+        series.append((f"#{rec.iteration}", "●", curves.load(self.root / rec.curve)))
+        return textplot.plot(series, width, height)
 
     # ------------------------------------------------------------------ main
     async def run(self) -> str:

@@ -22,6 +22,7 @@ from ...eventtext import format_event
 from ..messages import EngineEvent
 from ..widgets.backlog import BacklogPane
 from ..widgets.chart import MetricChart
+from ..widgets.curve import CurvePane
 from ..widgets.gitlog import GitLogPane
 from ..widgets.keybar import KeyBar
 from ..widgets.logview import LogPane
@@ -46,6 +47,7 @@ HELP_TEXT = {
     "idea": "type an idea for the next iteration",
     "theme": "choose a theme",
     "chart": "the metric chart, full screen",
+    "curve": "the followed run's loss curve against the best's and the baseline's, full screen",
     "help": "this help",
     "quit": "quit (asks when an experiment runs)",
     "follow": "follow the end of the run log",
@@ -73,6 +75,7 @@ class MainScreen(Screen):
         Binding("i", "focus_idea", "Idea", id="idea"),
         Binding("t", "pick_theme", "Theme", id="theme"),
         Binding("g", "chart", "Chart", id="chart"),
+        Binding("v", "curve", "Curve", id="curve", show=False),
         Binding("question_mark", "help", "Help", id="help"),
         Binding("q", "quit", "Quit", id="quit"),
         Binding("end", "follow_log", "Follow log", id="follow", show=False),
@@ -106,6 +109,7 @@ class MainScreen(Screen):
             yield LogPane(clock=self.clock, id="logpane")
             with Vertical(id="side"):
                 yield MetricChart(id="chart")
+                yield CurvePane(id="curve")
                 yield GitLogPane("(git log)", id="gitlog")
                 yield BacklogPane(id="backlog")
         yield ResultsTable(id="results")
@@ -120,6 +124,7 @@ class MainScreen(Screen):
         self.query_one("#chart").border_title = f"{cfg.metric.name} ({cfg.metric.direction})"
         self.query_one("#logpane").border_title = "run log"
         self.query_one("#gitlog").border_title = f"git log {cfg.branch}"
+        self.query_one("#curve").border_title = "loss vs best (v: larger)"
         self.query_one("#backlog").border_title = "backlog"
         self.query_one("#idea-input", Input).placeholder = self.session.idea_format
         self.query_one(SlotsPane).display = False
@@ -162,9 +167,12 @@ class MainScreen(Screen):
             if self.parallel:
                 self.running = pane.running() > 0
                 status.run_start, status.detail = None, self._slots_summary()
+        elif isinstance(e, ev.CurveUpdated):
+            self.query_one(CurvePane).update_curve(e)
         elif isinstance(e, ev.RunStarted):
             self.running = True
             if not self.parallel or e.slot == self.query_one(SlotsPane).selected:
+                self.query_one(CurvePane).show(e.iteration)
                 self.current_iteration, self.current_description = e.iteration, e.description
                 self.query_one(LogPane).follow(e.log_path, f"#{e.iteration} {e.description} — {e.commit[:7]}")
             if not self.parallel:
@@ -222,6 +230,7 @@ class MainScreen(Screen):
         pane.select(index)
         s = pane.current
         if s is not None and s.log_path:
+            self.query_one(CurvePane).show(s.iteration)
             self.current_iteration, self.current_description = s.iteration, s.description
             self.query_one(LogPane).follow(s.log_path, f"slot {s.index}: #{s.iteration} {s.description}")
 
@@ -418,6 +427,12 @@ class MainScreen(Screen):
         size = self.app.size
         body = render(h.records, h.running_best(), h.direction, width=max(30, size.width - 30), height=max(8, size.height - 16))
         self.app.push_screen(TextScreen(f"{self.cfg.metric.name}: every experiment, kept ones, running best", body))
+
+    def action_curve(self) -> None:
+        pane = self.query_one(CurvePane)
+        size = self.app.size
+        self.app.push_screen(TextScreen("loss against the share of the budget: ● this run · best ○ baseline",
+                                        pane.text(max(40, size.width - 8), max(8, size.height - 10))))
 
     def action_pick_theme(self) -> None:
         self.app.action_change_theme()
