@@ -54,6 +54,8 @@ async def _run(engine: Session) -> str:
                 t.cancel()
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+            continue  # started under nohup: a hang-up stays ignored, as the user asked
         try:
             loop.add_signal_handler(sig, on_signal)
         except (NotImplementedError, RuntimeError):
