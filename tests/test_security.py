@@ -277,3 +277,27 @@ def test_nan_in_a_numeric_key_is_one_line_exit_2(tmp_path):
     p = cli(root, "check")
     assert p.returncode == 2 and "min_delta" in p.stderr and "finite" in p.stderr, p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_app_git_commands_run_no_repository_hook_and_carry_no_secret(tmp_path, monkeypatch):
+    from autoresearch_tui.engine.ledger import Ledger
+
+    loot = tmp_path / "loot.txt"
+    root = make_repo(tmp_path / "r")
+    for name in ("pre-commit", "post-commit", "reference-transaction", "post-checkout", "commit-msg"):
+        h = root / ".git" / "hooks" / name
+        h.write_text(f"#!/bin/sh\nenv >> {loot}\n")
+        h.chmod(0o755)
+    (tmp_path / "fsm.sh").write_text(f"#!/bin/sh\nenv >> {loot}\n")
+    (tmp_path / "fsm.sh").chmod(0o755)
+    git(root, "config", "core.fsmonitor", str(tmp_path / "fsm.sh"))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-SENTINEL-git")
+    led = Ledger(root, "t1")
+    assert "OPENAI_API_KEY" not in led._env
+    led.start_or_resume()
+    (root / "train.py").write_text((root / "train.py").read_text() + "# x\n")
+    sha = led.commit_files(["train.py"], "x")
+    led.set_ref(1, sha)
+    led.status()
+    led.reset_hard(sha)
+    assert not loot.exists(), loot.read_text()[:200]
