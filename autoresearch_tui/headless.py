@@ -11,6 +11,7 @@ from typing import TextIO
 from .engine import events as ev
 from .engine.session import Session
 from .eventtext import format_event
+from .fsio import clean_text
 
 
 def _ts() -> str:
@@ -31,6 +32,7 @@ class HeadlessPrinter:
         line = format_event(e, self.engine.metric_name)
         if line is None:
             return
+        line = clean_text(line)  # what a run or a model wrote never drives the terminal
         for i, part in enumerate(line.splitlines() or [""]):
             self.out.write((f"[{_ts()}] " if i == 0 and not part.startswith("===") else "") + part + "\n")
         if isinstance(e, ev.SessionEnded) and e.summary:
