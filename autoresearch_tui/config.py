@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import difflib
+import math
 import re
 import shlex
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .fsio import atomic_write_text
 
@@ -55,6 +57,11 @@ class ResearchConfig:
     results_file: str = "results.tsv"
     oom_retry: bool = True  # an idea that ran out of memory is retried once at half the device batch
     early_stop: str = "conservative"  # off | conservative | aggressive (only where the log shows a curve)
+    sandbox: str = "auto"  # auto | bwrap | none: runs start inside bubblewrap (auto: when it works here)
+    writable: list[str] = field(default_factory=list)  # more folders a sandboxed run may write (caches)
+    network: bool = False  # a sandboxed run has no network unless this is true (trackers need it)
+    keep_env: list[str] = field(default_factory=list)  # secret-looking variables a run still gets
+    log_max_mb: float = 64.0  # a run's log is capped: past this, its middle is cut (head and tail kept)
 
     @property
     def effective_timeout(self) -> float:
@@ -182,6 +189,8 @@ def _coerce(file: str, section: str, key: str, value: Any, t: Any) -> Any:
     if t == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be {_type_name(t)} (got {value!r})")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number (got {value!r}); write a real value such as 300")
         return float(value)
     if t == "int | str":
         if isinstance(value, bool) or not (isinstance(value, int) or value == "auto"):
@@ -273,8 +282,26 @@ def validate(cfg: Config) -> None:
             f"{file}: [research] branch_tag '{r.branch_tag}' is not a usable branch name; "
             "use letters, digits, '.', '_' or '-' (e.g. \"nov23\")"
         )
+    if r.branch_tag and (".." in r.branch_tag or r.branch_tag.endswith((".lock", "."))):
+        raise ConfigError(
+            f"{file}: [research] branch_tag '{r.branch_tag}' is refused by git (git check-ref-format: no '..', "
+            "no trailing '.' or '.lock'); pick another, e.g. \"nov23\""
+        )
     if not r.results_file.strip() or Path(r.results_file).is_absolute() or ".." in Path(r.results_file).parts:
         raise ConfigError(f'{file}: [research] results_file must be a file name inside the repository, e.g. "results.tsv"')
+    _check_results_file(file, r, cfg.path.name)
+    if not r.log_max_mb > 0:
+        raise ConfigError(f"{file}: [research] log_max_mb must be a positive number of megabytes (got {r.log_max_mb:g}); e.g. 64")
+    if r.sandbox not in ("auto", "bwrap", "none"):
+        raise ConfigError(f'{file}: [research] sandbox must be "auto", "bwrap" or "none" (got {r.sandbox!r})')
+    for w in r.writable:
+        wp = Path(w).expanduser()
+        if not w.strip() or any(part in (".git", ".autoresearch") for part in wp.parts) or wp.as_posix() in ("/", "~"):
+            raise ConfigError(f"{file}: [research] writable entry {w!r} would open the repository's records or the "
+                              "whole disk to a run; name cache folders, e.g. \"~/.cache/torch\"")
+    bad_env = [k for k in r.keep_env if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k)]
+    if bad_env:
+        raise ConfigError(f"{file}: [research] keep_env entry {bad_env[0]!r} is not a variable name; list names, e.g. [\"WANDB_API_KEY\"]")
     if not re.match(r"^[A-Za-z_][A-Za-z0-9_.\-/]*$", m.name or ""):
         raise ConfigError(f'{file}: [metric] name must be the metric\'s name as the log prints it, e.g. "val_bpb" (got {m.name!r})')
     if m.direction not in DIRECTIONS:
@@ -358,6 +385,29 @@ def validate(cfg: Config) -> None:
         )
     if p.api_base and not re.match(r"^https?://", p.api_base):
         raise ConfigError(f'{file}: [proposer] api_base must start with http:// or https:// (got {p.api_base!r})')
+    if p.api_base:
+        try:
+            u = urlsplit(p.api_base)
+            u.port  # noqa: B018 - raises on a bad port
+            ok = bool(u.hostname) and not any(c.isspace() for c in p.api_base)
+        except ValueError:
+            ok = False
+        if not ok:
+            raise ConfigError(f'{file}: [proposer] api_base {p.api_base!r} is not a valid URL; e.g. "http://127.0.0.1:11434"')
+
+
+def _check_results_file(file: str, r: ResearchConfig, config_name: str) -> None:
+    """The results file is the tool's own: never tracked code, the evaluator or inside .git."""
+    res = Path(r.results_file).as_posix()
+    if Path(res).parts[0] in (".git", ".autoresearch"):
+        raise ConfigError(f'{file}: [research] results_file {r.results_file!r} is inside {Path(res).parts[0]}/; '
+                          'name a file in the repository, e.g. "results.tsv"')
+    for key in ("files_in_scope", "read_only"):
+        if res in {Path(x).as_posix() for x in getattr(r, key)}:
+            raise ConfigError(f"{file}: [research] results_file {r.results_file!r} is also listed in {key}; "
+                              "the results are the tool's file: name another")
+    if res == config_name:
+        raise ConfigError(f"{file}: [research] results_file is the configuration file itself; name another, e.g. \"results.tsv\"")
 
 
 def load(path: str | Path) -> Config:

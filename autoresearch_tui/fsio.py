@@ -7,6 +7,7 @@ Neutral ground: imports only the standard library, so both the engine and the UI
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +55,15 @@ def fmt_metric(value: Any, missing: str = "—") -> str:
         return f"{float(value):.6f}"
     except (TypeError, ValueError):
         return missing
+
+
+
+_ESC = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[\]PX^_].*?(?:\x07|\x1b\\|$)|\x1b[ -/]*[0-~]?|\x9b[0-?]*[ -/]*[@-~]", re.S)
+_CTL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def clean_text(text: str) -> str:
+    """`text` without terminal control sequences (CSI, OSC, DCS…, other C0/C1 controls; newlines
+    and tabs stay): what a run or a model wrote never drives the user's terminal, a results row or
+    a commit message."""
+    return _CTL.sub("", _ESC.sub("", str(text)))

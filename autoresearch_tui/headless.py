@@ -11,6 +11,7 @@ from typing import TextIO
 from .engine import events as ev
 from .engine.session import Session
 from .eventtext import format_event
+from .fsio import clean_text
 
 
 def _ts() -> str:
@@ -31,6 +32,7 @@ class HeadlessPrinter:
         line = format_event(e, self.engine.metric_name)
         if line is None:
             return
+        line = clean_text(line)  # what a run or a model wrote never drives the terminal
         for i, part in enumerate(line.splitlines() or [""]):
             self.out.write((f"[{_ts()}] " if i == 0 and not part.startswith("===") else "") + part + "\n")
         if isinstance(e, ev.SessionEnded) and e.summary:
@@ -54,6 +56,8 @@ async def _run(engine: Session) -> str:
                 t.cancel()
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+            continue  # started under nohup: a hang-up stays ignored, as the user asked
         try:
             loop.add_signal_handler(sig, on_signal)
         except (NotImplementedError, RuntimeError):

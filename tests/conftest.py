@@ -186,6 +186,9 @@ def make_repo(
                 "time_budget_s": 5,
                 "kill_grace_s": 1,
                 "branch_tag": "t1",
+                # the process-tree tests read pids the runs print: host pids, so no pid namespace
+                # (the sandbox's own tests ask for it: test_sandbox.py)
+                "sandbox": "none",
                 **(research or {}),
             },
             "metric": {"name": "val_bpb", **(metric or {})},

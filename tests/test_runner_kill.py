@@ -95,5 +95,9 @@ def test_exit_status_file_and_environment(tmp_path):
 
 def test_scrub_env_removes_keys_and_tokens():
     env = {"OPENAI_API_KEY": "x", "ANTHROPIC_API_KEY": "x", "HF_TOKEN": "x", "AWS_SECRET_ACCESS_KEY": "x",
-           "PATH": "/bin", "CUDA_VISIBLE_DEVICES": "0", "KEYBOARD": "us", "MONKEY": "1", "DB_PASSWORD": "p"}
-    assert runner.scrub_env(env) == {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "0", "KEYBOARD": "us", "MONKEY": "1"}
+           "PATH": "/bin", "CUDA_VISIBLE_DEVICES": "0", "KEYBOARD": "us", "MONKEY": "1", "DB_PASSWORD": "p",
+           "MYTOKEN": "t", "DBPASSWORD": "p", "GITHUB_PAT": "g", "DATABASE_URL": "postgres://u:pw@h/db", "PWD": "/x",
+           "PATCH_LEVEL": "1"}
+    # the documented rule: names that *contain* KEY/TOKEN/SECRET/PASSWORD…, PAT as a word, URLs with a password
+    assert runner.scrub_env(env) == {"PATH": "/bin", "CUDA_VISIBLE_DEVICES": "0", "PWD": "/x", "PATCH_LEVEL": "1"}
+    assert runner.scrub_env(env, keep=["KEYBOARD"])["KEYBOARD"] == "us"

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from .. import config as config_mod
 from ..proposers.base import Proposer
+from . import sandbox
 from .bus import EventBus
 from .events import BacklogChanged, Notice, Phase, PhaseChanged, SlotsChanged, SlotView
 from .executors.base import Executor, Handle, RunSpec
@@ -50,6 +51,7 @@ class Slot:
     description: str = ""
     started_at: float = 0.0
     log_path: str = ""
+    evaluator_stat: dict[str, Any] = field(default_factory=dict)  # the read-only files just before its run
 
     def view(self, budget_s: float, timeout_s: float) -> SlotView:
         return SlotView(self.index, list(self.gpus), self.state, self.iteration, self.description, self.started_at,
@@ -127,6 +129,9 @@ class Ctx:
         self.record_lock = asyncio.Lock()  # decisions, rows and branch moves happen one at a time
         self.phase = Phase.STARTING
         self.readonly_hashes: dict[str, str] = {}
+        self.lock: Any = None  # state.SessionLock, once held
+        self.sandbox = ""  # the bwrap binary runs start under ('' = not sandboxed); set at setup
+        self.git_baseline: Any = None  # integrity.GitSnapshot of what no run may change (set at setup)
         self.max_iterations = 0
         self.max_failed_rounds = 0
         self.experiments_this_session = 0
@@ -214,8 +219,13 @@ class Ctx:
         env = {**slot.env, "AUTORESEARCH_SLOT": str(slot.index), "AUTORESEARCH_ITERATION": str(n)}
         if self.sets_gpus and (self.parallel or slot.gpus):
             env["CUDA_VISIBLE_DEVICES"] = ",".join(slot.gpus)
+        box: list[str] = []
+        if self.sandbox:
+            box = sandbox.for_slot(self.sandbox, self.root, slot.workdir, r.results_file, self.cfg.path, r.read_only,
+                                   r.program, r.writable, r.network)
         return RunSpec(n, command or r.command, slot.workdir, self.paths.log(n, kind), self.paths.exit_file(n, kind),
-                       r.time_budget_s, r.effective_timeout, r.kill_grace_s, env, kind or "run")
+                       r.time_budget_s, r.effective_timeout, r.kill_grace_s, env, kind or "run", keep_env=list(r.keep_env),
+                       sandbox=box, log_cap=int(r.log_max_mb * 1024 * 1024))
 
     async def start_in_slot(self, slot: Slot, spec: RunSpec, start: Callable[[], Handle]) -> Handle:
         """Run the blocking `start` in a thread and hold the handle in the slot. A cancellation

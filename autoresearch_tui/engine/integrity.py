@@ -1,10 +1,17 @@
 """Tamper checks around a run: the read-only evaluator must be byte-for-byte what was committed
-at the session's start, and a run must not move HEAD or the research branch."""
+at the session's start — and untouched *during* the run (an edit-use-restore changes its inode
+or ctime, which no user can set back) —, a run must not move HEAD or the research branch, nor
+change other refs, git's configuration or hooks (`gitguard`), the records or the lock."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 
+from typing import Any
+
+from . import gitguard
 from .context import Ctx, Slot
 from .measure import hash_files
 
@@ -20,9 +27,30 @@ def expected_hashes(ctx: Ctx, anchor: str) -> dict[str, str]:
 
 
 def evaluator_changes(ctx: Ctx, slot: Slot | None = None) -> list[str]:
-    """Paths of read-only files (in the slot's working tree) whose content is not what it must be."""
-    now = hash_files(slot.workdir if slot else ctx.root, list(ctx.readonly_hashes))
-    return [p for p, h in ctx.readonly_hashes.items() if now.get(p) != h]
+    """Paths of read-only files (in the slot's working tree) whose content is not what it must be
+    (or that are no longer plain files: a symbolic link, a folder)."""
+    root = slot.workdir if slot else ctx.root
+    now = hash_files(root, list(ctx.readonly_hashes))
+    return [p for p, h in ctx.readonly_hashes.items() if now.get(p) != h or not _plain_file(root / p)]
+
+
+def _plain_file(path: Any) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def evaluator_stat(ctx: Ctx, slot: Slot) -> dict[str, tuple[int, ...] | None]:
+    """Inode, ctime, mtime and size of each read-only file: any write or replacement changes them."""
+    out: dict[str, tuple[int, ...] | None] = {}
+    for p in ctx.readonly_hashes:
+        try:
+            st = os.lstat(slot.workdir / p)
+            out[p] = (st.st_ino, st.st_ctime_ns, st.st_mtime_ns, st.st_size, st.st_mode)
+        except OSError:
+            out[p] = None
+    return out
 
 
 def restore_evaluator(ctx: Ctx, paths: list[str], slot: Slot | None = None) -> None:
@@ -33,8 +61,45 @@ def restore_evaluator(ctx: Ctx, paths: list[str], slot: Slot | None = None) -> N
 def check_before_run(ctx: Ctx, slot: Slot | None = None) -> None:
     bad = evaluator_changes(ctx, slot)
     if bad:
+        for p in bad:  # a symbolic link or folder in its place goes first
+            path = (slot.workdir if slot else ctx.root) / p
+            if path.is_symlink() or path.is_file():
+                path.unlink()
         restore_evaluator(ctx, bad, slot)
         ctx.notice(f"read-only file(s) {', '.join(bad)} differed from the committed evaluator before the run; restored", "warning")
+    if slot is not None:
+        slot.evaluator_stat = evaluator_stat(ctx, slot)
+
+
+def check_after_run(ctx: Ctx, slot: Slot, commit: str) -> list[str]:
+    """(blocking; under the record lock) Every tamper check after a run; each problem found is
+    undone and returned as a crash reason."""
+    why = []
+    before = slot.evaluator_stat
+    slot.evaluator_stat = {}
+    if before and evaluator_stat(ctx, slot) != before:
+        touched = [p for p, v in evaluator_stat(ctx, slot).items() if before.get(p) != v]
+        if not evaluator_changes(ctx, slot):  # same bytes again: edited, used, restored
+            restore_evaluator(ctx, touched, slot)
+            why.append(f"the run rewrote the read-only evaluator ({', '.join(touched)}) while it ran (and put its bytes "
+                       "back): result invalid; file restored")
+    for check in (lambda: check_git_after_run(ctx, slot, commit), lambda: check_evaluator_after_run(ctx, slot)):
+        w = check()
+        if w:
+            why.append(w)
+    if ctx.git_baseline is not None:
+        refs = {r.ref: r.commit for r in [*ctx.history.records, *ctx.in_flight.values()] if r.ref and len(r.commit) == 40}
+        problems = gitguard.check_and_restore(ctx.ledger, ctx.git_baseline, refs)
+        if problems:
+            why.append("the run changed git outside its experiment (" + "; ".join(problems) + "): result invalid; restored")
+    problems = ctx.results.verify(ctx.history)
+    if problems:
+        why.append("the run tampered with the records (" + "; ".join(problems) + "): result invalid; restored from memory")
+    if ctx.lock is not None:
+        problem = ctx.lock.verify()
+        if problem:
+            why.append(f"the run {problem}: result invalid; the lock file was written again (the session's lock holds)")
+    return why
 
 
 def check_evaluator_after_run(ctx: Ctx, slot: Slot | None = None) -> str:

@@ -16,8 +16,17 @@ from pathlib import Path
 
 import psutil
 
+from .. import secrets
+from ..fsio import clean_text
+
 #: the tool's own files, kept out of git through .git/info/exclude
 TOOL_IGNORES = ["/.autoresearch/", "/run.log", "/autoresearch.md", "/autoresearch-summary.md", "/progress.png"]
+
+
+#: every git command of the app: repository hooks and the fsmonitor hook never run (a run could
+#: have installed them), whatever the repository's configuration says
+GIT = ("git", "-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "commit.gpgSign=false",
+       "-c", "diff.external=", "-c", "core.sshCommand=false")
 
 
 class GitError(Exception):
@@ -35,7 +44,8 @@ class Ledger:
         self.root = Path(root)
         self.tag = tag
         self.branch = f"autoresearch/{tag}"
-        self._env = dict(os.environ)
+        # never the user's secrets in git's environment (a hook or filter a run planted gets none)
+        self._env = secrets.scrub(os.environ)
         self._env.update({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_OPTIONAL_LOCKS": "0"})
         for k in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
             self._env.pop(k, None)
@@ -47,7 +57,7 @@ class Ledger:
     # ------------------------------------------------------------------ basics
     def git(self, *args: str, input: str | None = None, check: bool = True) -> str:
         p = subprocess.run(
-            ["git", *args],
+            [*GIT, *args],
             cwd=self.root,
             env=self._env,
             input=input,
@@ -61,11 +71,11 @@ class Ledger:
         return p.stdout
 
     def ok(self, *args: str) -> bool:
-        return subprocess.run(["git", *args], cwd=self.root, env=self._env, capture_output=True).returncode == 0
+        return subprocess.run([*GIT, *args], cwd=self.root, env=self._env, capture_output=True).returncode == 0
 
     @staticmethod
     def toplevel(path: Path) -> Path | None:
-        p = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=path, capture_output=True, text=True)
+        p = subprocess.run([*GIT, "rev-parse", "--show-toplevel"], cwd=path, capture_output=True, text=True)
         return Path(p.stdout.strip()) if p.returncode == 0 else None
 
     @property
@@ -75,7 +85,7 @@ class Ledger:
         return self._git_dir
 
     def current_branch(self) -> str | None:
-        p = subprocess.run(["git", "symbolic-ref", "--short", "-q", "HEAD"], cwd=self.root, env=self._env, capture_output=True, text=True)
+        p = subprocess.run([*GIT, "symbolic-ref", "--short", "-q", "HEAD"], cwd=self.root, env=self._env, capture_output=True, text=True)
         return p.stdout.strip() or None if p.returncode == 0 else None
 
     def has_commits(self) -> bool:
@@ -85,7 +95,7 @@ class Ledger:
         return self.git("rev-parse", "HEAD").strip()
 
     def rev(self, ref: str) -> str | None:
-        p = subprocess.run(["git", "rev-parse", "--verify", "-q", ref + "^{commit}"], cwd=self.root, env=self._env, capture_output=True, text=True)
+        p = subprocess.run([*GIT, "rev-parse", "--verify", "-q", ref + "^{commit}"], cwd=self.root, env=self._env, capture_output=True, text=True)
         return p.stdout.strip() if p.returncode == 0 else None
 
     def branch_exists(self, name: str | None = None) -> bool:
@@ -196,7 +206,7 @@ class Ledger:
         """Stage exactly `paths` and commit them (message via stdin). Returns the new sha."""
         self._ensure_identity()
         self.git("add", "--", *paths)
-        self.git("commit", "-q", "--no-verify", "--allow-empty", "-F", "-", input=message + "\n")
+        self.git("commit", "-q", "--no-verify", "--allow-empty", "-F", "-", input=clean_text(message) + "\n")
         # git has just written the branch's loose ref: read it instead of one more process
         try:
             sha = (self.git_dir / "refs" / "heads" / self.branch).read_text().strip()
@@ -235,19 +245,19 @@ class Ledger:
         self.git("checkout", "-q", commit, "--", *paths)
 
     def show_file(self, commit: str, path: str) -> bytes | None:
-        p = subprocess.run(["git", "show", f"{commit}:{path}"], cwd=self.root, env=self._env, capture_output=True)
+        p = subprocess.run([*GIT, "show", f"{commit}:{path}"], cwd=self.root, env=self._env, capture_output=True)
         return p.stdout if p.returncode == 0 else None
 
     def diff(self, a: str, b: str, paths: list[str] | None = None) -> str:
-        return self.git("diff", a, b, "--", *(paths or []))
+        return self.git("diff", "--no-ext-diff", "--no-textconv", a, b, "--", *(paths or []))
 
     def _apply_zero_context(self, a: str, b: str) -> bool:
         """Apply the change a->b onto the index and tree with no context lines, so that a change
         next to (not on) a line that moved since still applies."""
-        patch = self.git("diff", "-U0", "--binary", a, b)
+        patch = self.git("diff", "--no-ext-diff", "--no-textconv", "-U0", "--binary", a, b)
         if not patch.strip():
             return True
-        p = subprocess.run(["git", "apply", "--index", "--unidiff-zero", "--whitespace=nowarn", "-"],
+        p = subprocess.run([*GIT, "apply", "--index", "--unidiff-zero", "--whitespace=nowarn", "-"],
                            cwd=self.root, env=self._env, input=patch, capture_output=True, text=True)
         return p.returncode == 0
 
@@ -255,12 +265,12 @@ class Ledger:
         self._ensure_identity()
         if not self._apply_zero_context(a, b):
             self.git("reset", "-q", "--hard", "HEAD", check=False)
-            p = subprocess.run(["git", *fallback], cwd=self.root, env=self._env, capture_output=True, text=True)
+            p = subprocess.run([*GIT, *fallback], cwd=self.root, env=self._env, capture_output=True, text=True)
             if p.returncode != 0:
                 self.git(fallback[0], "--abort", check=False)
                 self.git("reset", "-q", "--hard", "HEAD", check=False)
                 raise GitError(fail)
-        self.git("commit", "-q", "--no-verify", "--allow-empty", "-F", "-", input=message + "\n")
+        self.git("commit", "-q", "--no-verify", "--allow-empty", "-F", "-", input=clean_text(message) + "\n")
         return self.head()
 
     def cherry_pick_onto_head(self, commit: str, message: str) -> str:

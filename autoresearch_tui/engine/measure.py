@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .. import secrets
+from ..fsio import clean_text
 from . import metrics
 from .runner import RunOutcome
 
@@ -90,7 +92,7 @@ def evaluate_run(
     mem_source = "log"
     if mem is None and outcome.peak_rss_gb > 0:
         mem, mem_source = outcome.peak_rss_gb, "rss"
-    tail = metrics.error_tail(text)
+    tail = secrets.redact(clean_text(metrics.error_tail(text)))
     reason = ""
     if outcome.killed and kill_reason:
         reason = kill_reason
@@ -122,6 +124,7 @@ def evaluate_run(
         "survivors": outcome.survivors,
     }
     if reason:
+        reason = secrets.redact(clean_text(reason))
         rec["crash_reason"] = reason
         rec["crash_kind"] = crash_kind(reason, tail, killed=outcome.killed)
         rec["error_tail"] = tail

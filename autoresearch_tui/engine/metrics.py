@@ -18,6 +18,8 @@ from pathlib import Path
 NUMBER = r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf(?:inity)?)"
 #: read at most this much of the end of a log (a 50 MB single line stays cheap)
 MAX_SCAN_BYTES = 32 * 1024 * 1024
+#: a metric this large (either sign) is no measurement: a crash, never a best (1e308, -1e308…)
+ABSURD = 1e30
 
 
 @dataclass
@@ -28,7 +30,7 @@ class MetricResult:
 
     @property
     def ok(self) -> bool:
-        return self.value is not None and math.isfinite(self.value)
+        return self.value is not None and math.isfinite(self.value) and abs(self.value) < ABSURD
 
 
 def _patterns(name: str, pattern: str = "") -> list[re.Pattern[str]]:
@@ -76,6 +78,8 @@ def extract(text: str, name: str, pattern: str = "") -> MetricResult:
         return MetricResult(None, raw, f"metric '{name}' printed as {raw!r}, which is not a number")
     if not math.isfinite(value):
         return MetricResult(value, raw, f"metric '{name}' is {raw.strip()} (not finite)")
+    if abs(value) >= ABSURD:
+        return MetricResult(value, raw, f"metric '{name}' is {raw.strip()} (absurd: beyond ±{ABSURD:g})")
     return MetricResult(value, raw)
 
 

@@ -42,6 +42,58 @@ def program_of(command: str) -> str | None:
     return None
 
 
+_OPERATORS = {";", "&", "&&", "|", "||", "(", ")", ";;", "|&"}
+_REDIRECT = re.compile(r"^\d*(<|>|>>|<<|<&|>&|&>|<>|<<<)$")
+_KEYWORDS = {"if", "then", "else", "elif", "fi", "for", "while", "until", "do", "done", "case", "esac", "in", "!", "{", "}",
+             "function", "select", "time"}
+_WRAPPERS = {"env", "exec", "nice", "time", "nohup", "command", "stdbuf", "ionice"}
+SHELL_BUILTINS = {"cd", "true", "false", "exit", "echo", "test", "[", ":", "export", "set", "unset", "source", ".", "printf",
+                  "read", "wait", "trap", "ulimit", "umask", "eval", "exec", "shift", "return", "local", "break", "continue"}
+
+
+def shell_programs(command: str) -> list[str] | None:
+    """The program of each simple command of a shell command line (`env > x; python train.py`
+    → ['env', 'python']); None when it does not parse. Assignments, redirections, shell keywords
+    and wrappers such as `env` or `nice` (when a program follows them) are skipped."""
+    try:
+        lex = shlex.shlex(command, posix=True, punctuation_chars=";&|()<>")
+        lex.whitespace_split = True
+        words = list(lex)
+    except ValueError:
+        return None
+    out: list[str] = []
+    expect = True
+    wrapper = ""
+    i = 0
+    while i < len(words):
+        w = words[i]
+        i += 1
+        if w in _OPERATORS or w == "\n":
+            if wrapper:
+                out.append(wrapper)
+            expect, wrapper = True, ""
+            continue
+        if not expect:
+            if _REDIRECT.match(w):
+                i += 1
+            continue
+        if _REDIRECT.match(w):
+            i += 1  # the redirection's target
+            continue
+        if w in _KEYWORDS or ("=" in w and w.split("=", 1)[0].isidentifier()):
+            continue
+        if w in _WRAPPERS and not wrapper:
+            wrapper = w
+            continue
+        if wrapper and (w.startswith("-") or w.isdigit()):
+            continue  # the wrapper's options (nice -n 5)
+        out.append(w)
+        expect, wrapper = False, ""
+    if wrapper:
+        out.append(wrapper)
+    return out
+
+
 def script_of(command: str, prog: str) -> str | None:
     """The script an interpreter is given (`python train.py` → train.py), if the command names one."""
     try:
@@ -85,7 +137,7 @@ def find_program(prog: str, root: Path) -> bool:
     if "/" in prog:
         p = Path(prog) if os.path.isabs(prog) else root / prog
         return p.is_file() and os.access(p, os.X_OK)
-    return shutil.which(prog) is not None or prog in ("cd", "true", "false", "exit", "echo", "test", "[", ":")
+    return shutil.which(prog) is not None or prog in SHELL_BUILTINS
 
 
 def _tool_file(path: str, cfg: Config) -> bool:
@@ -151,11 +203,13 @@ def preflight(cfg: Config, for_session: bool = False) -> Report:
                     ast.parse(p.read_text(encoding="utf-8", errors="replace"))
                 except SyntaxError as e:
                     rep.warnings.append(f"{f} does not parse (line {e.lineno}: {e.msg}); the baseline will crash")
-    prog = program_of(r.command)
+    progs = shell_programs(r.command) or []
+    prog = next((p for p in progs if p not in SHELL_BUILTINS), progs[0] if progs else None)
+    missing = [p for p in progs if not find_program(p, root)]
     if prog is None:
         rep.errors.append(f"{cfg.path.name}: [research] command has no program to run; set it, e.g. \"python train.py\"")
-    elif not find_program(prog, root):
-        rep.errors.append(f"{cfg.path.name}: [research] command: program '{prog}' was not found on PATH; install it or fix the command")
+    elif missing:
+        rep.errors.append(f"{cfg.path.name}: [research] command: program '{missing[0]}' was not found on PATH; install it or fix the command")
     else:
         script = script_of(r.command, prog)
         if script and not (root / script).is_file():
@@ -166,8 +220,9 @@ def preflight(cfg: Config, for_session: bool = False) -> Report:
     if warn:
         rep.warnings.append(warn)
     if r.guard_command:
-        g = program_of(r.guard_command)
-        if g is None or not find_program(g, root):
+        gp = shell_programs(r.guard_command) or []
+        g = next((p for p in gp if not find_program(p, root)), None if gp else "")
+        if g is not None:
             rep.errors.append(f"{cfg.path.name}: [research] guard_command: program '{g}' was not found on PATH; fix it or leave guard_command empty")
     if r.program and r.program != "program.md" and not (root / r.program).exists():
         rep.warnings.append(f"{cfg.path.name}: [research] program '{r.program}' does not exist; the LLM gets no research strategy")
@@ -204,9 +259,40 @@ def preflight(cfg: Config, for_session: bool = False) -> Report:
         rep.info.append(f"resume: branch {cfg.branch} exists ({rows} experiment rows in {r.results_file}); no new baseline")
     else:
         rep.info.append(f"new session: branch {cfg.branch} will be created from {branch}; the baseline runs first")
+    from . import sandbox
+
+    box = sandbox.decide(r.sandbox, cfg.path.name)
+    if box.error:
+        rep.errors.append(box.error)
+    elif box.note:
+        rep.warnings.append(box.note)
+    else:
+        rep.info.append(f"runs are sandboxed with {box.binary} (network {'on' if r.network else 'off'})")
+    tsv = r.results_file
+    if led.is_tracked(tsv):
+        rep.errors.append(f"{cfg.path.name}: [research] results_file '{tsv}' is tracked by git; name an untracked file "
+                          "(the tool writes it every run), or git rm --cached it")
+    for f in r.files_in_scope:
+        try:
+            (root / f).read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            rep.errors.append(f"{cfg.path.name}: [research] files_in_scope entry '{f}' is not UTF-8 text (byte {e.start}); "
+                              "convert it to UTF-8 (e.g. iconv -f latin1 -t utf-8) and commit it")
+        except OSError:
+            pass
     if not for_session:
+        gd = led.git("rev-parse", "--git-common-dir", check=False).strip()
+        if gd:
+            dfd = os.open(root / gd, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                fcntl.flock(dfd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                fcntl.flock(dfd, fcntl.LOCK_UN)
+            except OSError:
+                rep.errors.append(f"{paths_for(root).lock}: another autoresearch-tui is running in this repository; stop it first")
+            finally:
+                os.close(dfd)
         lock = paths_for(root).lock
-        if lock.exists():
+        if lock.exists() and not rep.errors[-1:] == [f"{lock}: another autoresearch-tui is running in this repository; stop it first"]:
             fd = os.open(lock, os.O_RDONLY)
             try:
                 fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

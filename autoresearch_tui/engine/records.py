@@ -215,6 +215,10 @@ class History:
         self.records.append(rec)
         self._next = max(self._next, rec.iteration + 1)
 
+    def reserve(self, n: int) -> None:
+        """Numbers below `n` are taken (an experiment ref names them) even if no record does."""
+        self._next = max(self._next, n)
+
     def add_event(self, ev: dict[str, Any]) -> None:
         self.events.append(ev)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 
 try:  # 3-5x faster parsing of a long runs.jsonl (100k rows: 0.3 s instead of 0.75 s here)
     import orjson as _fastjson
@@ -17,11 +18,12 @@ try:  # 3-5x faster parsing of a long runs.jsonl (100k rows: 0.3 s instead of 0.
     _loads = _fastjson.loads
 except ImportError:  # pragma: no cover - orjson is a dependency; stay correct without it
     _loads = json.loads
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..fsio import atomic_write_text, fsync_append
+from ..fsio import atomic_write_text, clean_text, fsync_append
 from .paths import paths_for
 from .records import STATUSES
 
@@ -29,7 +31,7 @@ FIXED_COLUMNS = ("commit", "memory_gb", "status", "description")
 
 
 def clean_description(text: str, limit: int = 300) -> str:
-    out = " ".join(str(text).replace("\t", " ").split())
+    out = " ".join(clean_text(str(text).replace("\t", " ").replace("\n", " ")).split())
     return out[:limit]
 
 
@@ -93,6 +95,44 @@ class ResultsStore:
         self.state_dir = paths.state_dir
         self.jsonl = paths.jsonl
         self.metric_name = metric_name
+        # what the files were when the app last wrote them (inode, size, mtime, ctime: no user can
+        # set a ctime back), so that a change behind the app's back is seen: None = not known yet
+        self._sig: dict[Path, tuple[int, ...] | None] = {}
+        self._io = threading.Lock()
+
+    @staticmethod
+    def _stat(path: Path) -> tuple[int, ...] | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+    def remember(self) -> None:
+        """The files are as the app left them (after setup and after each write)."""
+        self._sig = {p: self._stat(p) for p in (self.jsonl, self.tsv)}
+
+    def verify(self, history: Any) -> list[str]:
+        """What changed in the files since the app last wrote them; both are then written back
+        from the records in memory (`history`: records.History), so that nothing is lost."""
+        with self._io:
+            if not self._sig:
+                return []
+            changed = [p for p in (self.jsonl, self.tsv) if self._stat(p) != self._sig.get(p)]
+            if not changed:
+                return []
+            problems = [f"{p.relative_to(self.root) if p.is_relative_to(self.root) else p} was "
+                        f"{'deleted' if not p.exists() else 'changed'}" for p in changed]
+            lines = [json.dumps({"kind": "run", **r.to_dict()}, sort_keys=True, default=str) + "\n" for r in history.records]
+            lines += [json.dumps(e, sort_keys=True, default=str) + "\n" for e in history.events]
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            for path in (self.jsonl, self.tsv):  # a link or a folder put in a file's place goes aside
+                if path.is_symlink() or path.is_dir():
+                    path.rename(path.with_name(f"{path.name}.moved-{os.getpid()}-{len(lines)}"))
+            atomic_write_text(self.jsonl, "".join(lines))
+            atomic_write_text(self.tsv, self.header + "".join(tsv_row(r.to_dict()) for r in sorted(history.records, key=lambda r: r.iteration)))
+            self.remember()
+            return problems
 
     @property
     def header(self) -> str:
@@ -107,19 +147,28 @@ class ResultsStore:
     def append(self, rec: dict[str, Any]) -> None:
         """One experiment row: the full record, then the TSV row."""
         assert rec.get("status") in STATUSES, rec.get("status")
-        self.ensure_files()
-        rec = {"kind": "run", **rec}
-        fsync_append(self.jsonl, json.dumps(rec, sort_keys=True, default=str) + "\n")
-        fsync_append(self.tsv, tsv_row(rec))
+        with self._io:
+            self.ensure_files()
+            rec = {"kind": "run", **rec}
+            fsync_append(self.jsonl, json.dumps(rec, sort_keys=True, default=str) + "\n")
+            fsync_append(self.tsv, tsv_row(rec))
+            if self._sig:
+                self.remember()
 
     def append_event(self, rec: dict[str, Any]) -> None:
         """A non-row record (override, failed proposal) in runs.jsonl only."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        fsync_append(self.jsonl, json.dumps(rec, sort_keys=True, default=str) + "\n")
+        with self._io:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            fsync_append(self.jsonl, json.dumps(rec, sort_keys=True, default=str) + "\n")
+            if self._sig:
+                self.remember()
 
     def rewrite_tsv(self, records: list[dict[str, Any]]) -> None:
         """Atomically rewrite results.tsv from the records (after a keep/discard override)."""
-        atomic_write_text(self.tsv, self.header + "".join(tsv_row(r) for r in records))
+        with self._io:
+            atomic_write_text(self.tsv, self.header + "".join(tsv_row(r) for r in records))
+            if self._sig:
+                self.remember()
 
     # ----------------------------------------------------------------- reading
     def count_tsv_rows(self) -> int:
@@ -177,19 +226,6 @@ class ResultsStore:
                 runs.append(rec)
             else:
                 out.events.append(rec)
-        n_tsv = self.count_tsv_rows()
-        if len(runs) > n_tsv and repair:
-            missing = runs[n_tsv:]
-            if not self.tsv.exists() or self.tsv.stat().st_size == 0:
-                fsync_append(self.tsv, self.header)
-            fsync_append(self.tsv, "".join(tsv_row(r) for r in missing))
-            out.warnings.append(
-                f"{self.tsv.name}: restored {len(missing)} row(s) from .autoresearch/runs.jsonl"
-            )
-        elif n_tsv > len(runs):
-            # rows written by hand or by another tool before this session: adopt them
-            for i, row in enumerate(self.read_tsv_rows()[len(runs):], start=len(runs)):
-                runs.append(self._record_from_tsv(i, row))
         # fold overrides in
         by_iter = {r.get("iteration"): r for r in runs}
         for ev in out.events:
@@ -197,8 +233,68 @@ class ResultsStore:
                 r = by_iter[ev["iteration"]]
                 r["status"] = ev["status"]
                 r["override"] = ev
+        runs = self._check_numbers(runs, out.warnings)
+        runs = self._reconcile_tsv(runs, out.warnings, repair)
         out.records = runs
         return out
+
+    def _check_numbers(self, runs: list[dict[str, Any]], warnings: list[str]) -> list[dict[str, Any]]:
+        """Records in iteration order; gaps and repeated numbers in runs.jsonl are reported (the
+        file was truncated or edited), never silently renumbered."""
+        nums = [r.get("iteration") for r in runs if isinstance(r.get("iteration"), int)]
+        if len(nums) != len(runs):
+            return runs  # an old file without numbers: by position (History numbers them)
+        seen, dup = set(), set()
+        for n in nums:
+            (dup if n in seen else seen).add(n)
+        if dup:
+            warnings.append(f".autoresearch/runs.jsonl: iteration(s) {', '.join(map(str, sorted(dup)))} recorded more than once "
+                            "(the file was edited or damaged); check it")
+        missing = sorted(set(range(max(nums) + 1)) - seen) if nums else []
+        if missing:
+            warnings.append(f".autoresearch/runs.jsonl: the records of iteration(s) {_ranges(missing)} are missing "
+                            "(the file was truncated or damaged); rows only results.tsv still has are adopted")
+        return runs  # in the order they were recorded (with several slots, not the numbers' order)
+
+    def _reconcile_tsv(self, runs: list[dict[str, Any]], warnings: list[str], repair: bool) -> list[dict[str, Any]]:
+        """results.tsv must be exactly the records' rows, in iteration order. Rows it lacks are
+        written back; rows only it has (runs.jsonl lost them) are adopted as records; then the file
+        is rebuilt from the records by iteration, never by position."""
+        expected = Counter(tsv_row(r) for r in runs)
+        try:
+            lines = self.tsv.read_text(encoding="utf-8", errors="replace").split("\n")
+        except FileNotFoundError:
+            lines = []
+        body = [ln + "\n" for ln in lines[1:] if ln.strip()]
+        extra: list[str] = []
+        for ln in body:
+            if expected[ln] > 0:
+                expected[ln] -= 1
+            else:
+                extra.append(ln)
+        lacking = sum(expected.values())
+        had_records = bool(runs)
+        if extra:
+            cols = lines[0].rstrip("\r").split("\t") if lines else []
+            taken = {r.get("iteration") for r in runs}
+            free = (n for n in range(10**9) if n not in taken)
+            if had_records:
+                warnings.append(f"{self.tsv.name}: {len(extra)} row(s) that .autoresearch/runs.jsonl lacks were adopted "
+                                "(runs.jsonl was truncated or damaged; their details are lost)")
+            for ln in extra:
+                rec = self._record_from_tsv(0, dict(zip(cols, ln.rstrip("\n").rstrip("\r").split("\t"), strict=False)))
+                if had_records:  # after the records' numbers, in the file's order (a gap is filled first)
+                    rec["iteration"] = next(free)
+                else:  # a file from before this tool (no records at all): its rows in order
+                    rec["iteration"] = len([r for r in runs if r.get("source") == "results.tsv"])
+                runs.append(rec)
+        if repair and (lacking or (extra and had_records)):
+            rows = "".join(tsv_row(r) for r in sorted(runs, key=lambda r: r["iteration"]))
+            head = lines[0] + "\n" if lines and lines[0].strip() else self.header
+            atomic_write_text(self.tsv, head + rows)
+            if lacking:
+                warnings.append(f"{self.tsv.name}: restored {lacking} row(s) from .autoresearch/runs.jsonl (rebuilt by iteration)")
+        return runs
 
     def _record_from_tsv(self, i: int, row: dict[str, str]) -> dict[str, Any]:
         metric_col = self.metric_name if self.metric_name in row else next(
@@ -220,3 +316,17 @@ class ResultsStore:
             "description": row.get("description", ""),
             "source": "results.tsv",
         }
+
+
+def _ranges(nums: list[int]) -> str:
+    """[2, 3, 4, 7] -> '2–4, 7'."""
+    out: list[str] = []
+    start = prev = nums[0]
+    for n in [*nums[1:], None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        out.append(str(start) if start == prev else f"{start}–{prev}")
+        if n is not None:
+            start = prev = n
+    return ", ".join(out)

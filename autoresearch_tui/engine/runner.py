@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import subprocess
 import time
 import uuid
@@ -27,16 +28,42 @@ from pathlib import Path
 
 import psutil
 
-from ..secrets import is_secret_name
-from .proctree import RUN_MARKER, become_subreaper, kill_tree, marked_processes, proc_of, reap, snapshot, still_alive
+from .. import secrets
+from .proctree import RUN_MARKER, become_subreaper, hide_from_runs, kill_tree, marked_processes, proc_of, reap, snapshot, still_alive
 
-__all__ = ["RUN_MARKER", "RunHandle", "RunOutcome", "become_subreaper", "cleanup_leftovers", "is_alive", "kill_tree",
+__all__ = ["RUN_MARKER", "RunHandle", "RunOutcome", "become_subreaper", "cleanup_leftovers", "hide_from_runs", "is_alive", "kill_tree",
            "marked_processes", "read_exit_code", "scrub_env", "start", "wait"]
 
 
-def scrub_env(env: dict[str, str]) -> dict[str, str]:
-    """The environment without provider keys and other secrets (names with KEY/TOKEN/SECRET…)."""
-    return {k: v for k, v in env.items() if not is_secret_name(k)}
+#: a run's log is capped: past LOG_CAP bytes its middle is cut, the first and last halves stay
+LOG_CAP = 64 * 1024 * 1024
+CUT_MARK = b"\n[autoresearch-tui: %d bytes of output cut here: the log is capped at %d bytes]\n"
+
+
+def scrub_env(env: dict[str, str], keep: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
+    """The environment without provider keys and other secrets (the rule is in `secrets`)."""
+    return secrets.scrub(env, keep)
+
+
+def cap_log(path: Path, cap: int) -> int:
+    """If the log passed `cap` bytes, keep its first and last `cap/2` bytes (the run appends, so
+    it goes on writing at the new end). Returns the bytes cut (0: none)."""
+    try:
+        size = os.stat(path).st_size
+    except OSError:
+        return 0
+    if size <= cap:
+        return 0
+    half = cap // 2
+    with open(path, "rb+") as f:
+        f.seek(-half // 2, os.SEEK_END)
+        tail = f.read()
+        cut = f.tell() - len(tail) - half
+        f.seek(half)
+        mark = CUT_MARK % (cut, cap)
+        f.truncate(half)
+        f.write(mark + tail)
+    return max(cut, 0)
 
 
 @dataclass
@@ -92,9 +119,12 @@ def start(
     exit_path: Path,
     budget_s: float,
     extra_env: dict[str, str] | None = None,
+    keep_env: list[str] | tuple[str, ...] = (),
+    sandbox: list[str] | tuple[str, ...] = (),
 ) -> RunHandle:
+    """Start `command` (a shell command line) in `cwd`; `sandbox`: the bwrap argv it runs under."""
     run_id = uuid.uuid4().hex
-    env = scrub_env(dict(os.environ))
+    env = scrub_env(dict(os.environ), keep_env)
     env.update(extra_env or {})
     env.update(
         {
@@ -111,8 +141,12 @@ def start(
         pass
     # the exit status goes to a file (also after `exit N` inside the command) so that a
     # restarted app can score a run that ended while it was away
-    script = "trap 'echo $? > \"$AUTORESEARCH_EXIT_FILE\"' EXIT\n" + command + "\n"
-    with open(log_path, "wb") as log:
+    # (a sandboxed command runs in an inner shell: the outer one, outside, writes the exit file)
+    inner = shlex.join([*sandbox, "/bin/sh", "-c", command]) if sandbox else command
+    script = "trap 'echo $? > \"$AUTORESEARCH_EXIT_FILE\"' EXIT\n" + inner + "\n"
+    # append mode: when the log is capped (truncated) the run goes on writing at its new end
+    with open(log_path, "ab") as log:
+        log.truncate(0)
         popen = subprocess.Popen(
             ["/bin/sh", "-c", script],
             cwd=cwd,
@@ -163,6 +197,7 @@ async def wait(
     kill_requested: asyncio.Event,
     poll_s: float = 0.05,
     sample_s: float = 1.0,
+    log_cap: int = LOG_CAP,
 ) -> RunOutcome:
     """Wait for the run to end, killing it at the deadline or on request."""
     deadline = handle.started_at + timeout_s
@@ -173,6 +208,8 @@ async def wait(
         if not is_alive(handle):
             break
         now = time.time()
+        if log_cap:
+            cap_log(handle.log_path, log_cap)
         if now >= next_sample:
             rss = await asyncio.to_thread(_rss_of_tree, handle)
             handle.peak_rss = max(handle.peak_rss, rss)
@@ -186,6 +223,8 @@ async def wait(
         elapsed = now - handle.started_at
         await asyncio.sleep(poll_s if elapsed < 2 else min(0.25, poll_s * 4))
     ended = time.time()
+    if log_cap:
+        cap_log(handle.log_path, log_cap)
     if not killed:
         # the root ended: nothing of the run may outlive it (daemons, stray workers)
         survivors = await asyncio.to_thread(cleanup_leftovers, handle, grace_s)

@@ -17,6 +17,7 @@ from .. import config as config_mod
 from ..fsio import fmt_metric
 from ..proposers import sweep
 from ..proposers.base import Proposer
+from . import gitguard
 from .bus import EventBus
 from .context import Ctx, now
 from .events import BacklogChanged, Event, HistoryLoaded, Phase, PlatformDetected, SessionEnded, SessionStarted
@@ -47,7 +48,7 @@ class Session:
         self.ctx = Ctx(cfg, proposer, executor or LocalExecutor(), self.bus, platform, poll_s)
         self.ctx.max_iterations = cfg.research.max_iterations if max_iterations is None else max_iterations
         self._platform_given = platform is not None
-        self.lock = SessionLock(self.ctx.paths.state_dir)
+        self.lock = SessionLock(self.ctx.paths.state_dir, anchor=self.root)
         self.gate = Gate(self.ctx)
         self.resumed = False
         self.start_branch = ""
@@ -265,6 +266,7 @@ class Session:
         try:
             self.resumed, self.start_branch, notices = await ctx.thread(setup_sync, ctx, self.lock)
             slot_note = await ctx.thread(setup_slots_sync, ctx)
+            ctx.git_baseline = await ctx.thread(gitguard.snapshot, ctx.ledger)
             for slot in ctx.slots:
                 slot.kill = asyncio.Event()
         except SetupError:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from ..fsio import atomic_write_text
 from .context import Ctx, Slot, now
+from . import sandbox
 from .integrity import expected_hashes
 from .preflight import preflight
 from .records import History
@@ -31,10 +32,17 @@ def setup_sync(ctx: Ctx, lock: SessionLock) -> tuple[bool, str, list[str]]:
     report = preflight(ctx.cfg, for_session=True)
     if report.errors:
         raise SetupError(report.errors[0])
+    box = sandbox.decide(ctx.cfg.research.sandbox, ctx.cfg.path.name)
+    if box.error:
+        raise SetupError(box.error)
     try:
         lock.acquire()
     except Exception as e:  # noqa: BLE001
         raise SetupError(str(e)) from None
+    ctx.lock = lock
+    ctx.sandbox = box.binary
+    if box.note:
+        notes.append(box.note)
     led, cfg = ctx.ledger, ctx.cfg
     stale = led.clear_stale_index_lock()
     if stale:
@@ -59,6 +67,12 @@ def setup_sync(ctx: Ctx, lock: SessionLock) -> tuple[bool, str, list[str]]:
     loaded = ctx.results.load()
     notes.extend(loaded.warnings)
     ctx.history = History.from_dicts(loaded.records, loaded.events, cfg.metric.direction)
+    # a number an experiment ref names is never given again, even if runs.jsonl lost its record
+    taken = [int(r.rsplit("/", 1)[1]) for r in led.git("for-each-ref", "--format=%(refname)", f"refs/autoresearch/{led.tag}/",
+                                                        check=False).split() if r.rsplit("/", 1)[1].isdigit()]
+    if taken:
+        ctx.history.reserve(max(taken) + 1)
+    ctx.results.remember()
     # the evaluator's expected content: as committed at the session's start
     base = ctx.history.baseline()
     base_commit = base.commit if base and len(base.commit) == 40 else None

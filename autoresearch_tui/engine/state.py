@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -17,13 +18,39 @@ class LockedError(Exception):
 
 
 class SessionLock:
-    """An exclusive `flock` on `.autoresearch/lock`; released by the kernel if the app dies."""
+    """An exclusive `flock` on `.autoresearch/lock` — and on the repository's git folder, which a
+    run cannot delete without destroying the repository: deleting the lock file does not let a
+    second instance in. Both are released by the kernel if the app dies."""
 
-    def __init__(self, state_dir: Path):
+    def __init__(self, state_dir: Path, anchor: Path | None = None):
         self.path = Path(state_dir) / "lock"
+        self.anchor = Path(anchor) if anchor is not None else None
         self._fd: int | None = None
+        self._dir_fd: int | None = None
+        self._ino: int | None = None
+
+    def _git_dir(self) -> Path | None:
+        if self.anchor is None:
+            return None
+        p = subprocess.run(["git", "rev-parse", "--git-common-dir"], cwd=self.anchor, capture_output=True, text=True)
+        return (self.anchor / p.stdout.strip()).resolve() if p.returncode == 0 and p.stdout.strip() else None
+
+    def _locked(self, other: str) -> LockedError:
+        return LockedError(
+            f"{self.path}: another autoresearch-tui (pid {other}) is running in this repository; "
+            "attach to its tmux window, or stop it first"
+        )
 
     def acquire(self) -> None:
+        gd = self._git_dir()
+        if gd is not None:
+            dfd = os.open(gd, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                fcntl.flock(dfd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(dfd)
+                raise self._locked(self._pid_in_file()) from None
+            self._dir_fd = dfd
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -33,14 +60,57 @@ class SessionLock:
                 other = os.read(fd, 64).decode(errors="replace").strip() or "?"
             finally:
                 os.close(fd)
-            raise LockedError(
-                f"{self.path}: another autoresearch-tui (pid {other}) is running in this repository; "
-                "attach to its tmux window, or stop it first"
-            ) from None
+            self._release_dir()
+            raise self._locked(other) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         os.fsync(fd)
         self._fd = fd
+        self._ino = os.fstat(fd).st_ino
+
+    def _pid_in_file(self) -> str:
+        try:
+            return self.path.read_text(errors="replace").strip()[:64] or "?"
+        except OSError:
+            return "?"
+
+    def verify(self) -> str:
+        """'' while the lock file is the one held; else what happened to it — and it is made
+        again (the git folder's lock still keeps a second instance out)."""
+        if self._fd is None:
+            return ""
+        try:
+            same = os.stat(self.path).st_ino == self._ino
+        except OSError:
+            same = False
+        if same:
+            return ""
+        try:
+            os.close(self._fd)
+        except OSError:
+            pass
+        self._fd = None
+        try:
+            self.path.unlink()
+        except OSError:
+            pass
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.write(fd, str(os.getpid()).encode())
+            self._fd, self._ino = fd, os.fstat(fd).st_ino
+        except OSError:
+            pass
+        return f"deleted or replaced the session's lock file {self.path.name}"
+
+    def _release_dir(self) -> None:
+        if self._dir_fd is not None:
+            try:
+                fcntl.flock(self._dir_fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._dir_fd)
+                self._dir_fd = None
 
     def release(self) -> None:
         if self._fd is not None:
@@ -49,6 +119,7 @@ class SessionLock:
             finally:
                 os.close(self._fd)
                 self._fd = None
+        self._release_dir()
 
 
 class StateFile:

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from ..fsio import fmt_metric
+from ..fsio import clean_text, fmt_metric
 from ..proposers.base import Proposal
 from ..proposers.oom import raised_batch
 from . import curves, integrity, worktrees
@@ -111,7 +111,7 @@ async def prepare(ctx: Ctx, slot: Slot, job: Job) -> RunRecord:
         rec.parent = job.basis.commit
         rec.commit, rec.ref = await ctx.thread(_commit_sync, ctx, slot, n, p, changed, rec.parent)
         rec.lines_added, rec.lines_removed = p.lines_changed
-        rec.update(description=p.description, hypothesis=p.hypothesis, idea=p.idea, mutation=p.mutation, diff_hash=h,
+        rec.update(description=clean_text(p.description), hypothesis=clean_text(p.hypothesis), idea=p.idea, mutation=p.mutation, diff_hash=h,
                    tokens=p.tokens, cost_usd=round(p.cost_usd, 6), repair_of=p.repair_of)
         if p.idea:
             await ctx.thread(ctx.mark_idea, p.idea, "running", f"#{n}")
@@ -227,11 +227,10 @@ async def measure(ctx: Ctx, slot: Slot, rec: RunRecord, handle: Handle, outcome:
         rec.update(crash_reason="", crash_kind="", error_tail="", metric=None, early_stop=slot.kill_reason,
                    discard_reason=slot.kill_reason)
     async with ctx.record_lock:  # the branch moves only under this lock: no other slot moves it while we look
-        for check in (lambda: integrity.check_git_after_run(ctx, slot, rec.commit), lambda: integrity.check_evaluator_after_run(ctx, slot)):
-            why = await ctx.thread(check)
-            if why:
-                rec.update(crash_reason=why, crash_kind="tampering", metric=None)
-                ctx.notice(why, "error")
+        for why in await ctx.thread(integrity.check_after_run, ctx, slot, rec.commit):
+            rec.update(crash_reason=why if rec.crash_kind != "tampering" else f"{rec.crash_reason}; {why}",
+                       crash_kind="tampering", metric=None)
+            ctx.notice(why, "error")
     if rec.crash_kind == "oom":
         rec.no_retry = await ctx.thread(oom_no_retry, ctx, rec)
 

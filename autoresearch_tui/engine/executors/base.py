@@ -29,6 +29,9 @@ class RunSpec:
     grace_s: float
     env: dict[str, str] = field(default_factory=dict)
     kind: str = "run"  # run | confirm | guard
+    keep_env: list[str] = field(default_factory=list)  # secret-looking variables the run still gets
+    sandbox: list[str] = field(default_factory=list)  # the bwrap argv the command runs under ([] = none)
+    log_cap: int = 0  # bytes; a longer log keeps its head and tail (0 = no cap)
 
 
 class Handle(Protocol):

@@ -19,10 +19,12 @@ class LocalExecutor:
     def start(self, spec: RunSpec) -> RunHandle:
         if not self._subreaper:  # orphans of a run are re-parented to us and stay findable
             self._subreaper = runner.become_subreaper() or True
-        return runner.start(spec.command, spec.cwd, spec.log_path, spec.exit_path, spec.budget_s, spec.env)
+            runner.hide_from_runs()
+        return runner.start(spec.command, spec.cwd, spec.log_path, spec.exit_path, spec.budget_s, spec.env,
+                            keep_env=spec.keep_env, sandbox=spec.sandbox)
 
     async def wait(self, handle: RunHandle, spec: RunSpec, kill: asyncio.Event, poll_s: float) -> RunOutcome:
-        return await runner.wait(handle, spec.timeout_s, spec.grace_s, kill, poll_s)
+        return await runner.wait(handle, spec.timeout_s, spec.grace_s, kill, poll_s, log_cap=spec.log_cap)
 
     def kill(self, handle: RunHandle, grace_s: float) -> int:
         return runner.kill_tree(handle, grace_s)

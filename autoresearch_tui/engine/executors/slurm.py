@@ -7,8 +7,9 @@ home-made in between.
   the same whole-tree kill as local runs and writes the outcome next to the log.
 * `--time` is the run's timeout plus a margin, in whole minutes (Slurm's granularity), so that
   Slurm never cancels before the supervisor has killed and written the outcome.
-* The job's environment is the app's without secrets, plus the run's variables (`--export=ALL`
-  of a scrubbed environment); Slurm sets `CUDA_VISIBLE_DEVICES` for the GPUs it grants.
+* The job's environment is the app's without secrets (but `keep_env`), plus the run's variables
+  (`--export=ALL` of a scrubbed environment); Slurm sets `CUDA_VISIBLE_DEVICES` for the GPUs it
+  grants. The app's bubblewrap sandbox is not applied on the nodes: the cluster isolates jobs.
 * PENDING is "queued": the budget counts from the start. One `squeue` call serves every job,
   about every 2 s, less often while nothing changes.
 * A job that ends without an outcome file (node failure, preemption, a cancel the supervisor did
@@ -122,7 +123,7 @@ class SlurmExecutor:
         spec.log_path.touch()  # the UI tails it from the start (the job writes it once it runs)
         path = spec.log_path.with_suffix(".sbatch")
         path.write_text(self.script(spec))
-        env = scrub_env(dict(os.environ))
+        env = scrub_env(dict(os.environ), spec.keep_env)  # (no bwrap here: the cluster isolates its jobs)
         env.update(spec.env)
         env["PYTHONUNBUFFERED"] = "1"
         out = self._run("sbatch", "--parsable", *self.cfg.compute.extra_args, str(path), env=env)
