@@ -2,7 +2,7 @@
 
 --write   also replace the table in BENCHMARKS.md (with the machine and the date)
 --quick   fewer repetitions (kill cycles 20 instead of 100, shorter sessions)
-NAME      only these: duty, overhead, kill, io, slots, slots_duty, slots_overhead, slurm, first_frame, idle, flood, table
+NAME      only these: duty, overhead, kill, io, slots, slots_duty, slots_overhead, slurm, early_stop, first_frame, idle, flood, table
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import curves_bench as C  # noqa: E402
 from bench import engine_bench as E  # noqa: E402
 from bench import ui_bench as U  # noqa: E402
 
@@ -45,6 +46,7 @@ def main(argv: list[str]) -> int:
         "slots_duty": lambda: E.slots_duty(per_slot=3 if quick else 4),
         "slots_overhead": lambda: E.slots_overhead(n=20 if quick else 40),
         "slurm": lambda: E.slurm_vs_local(per_slot=2 if quick else 3),
+        "early_stop": lambda: C.early_stop(runs=200 if quick else 400),
         "first_frame": lambda: U.first_frame(repeat=3 if quick else 5),
         "idle": lambda: U.idle_cpu(),
         "flood": lambda: U.flood(),

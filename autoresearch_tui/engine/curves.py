@@ -9,7 +9,7 @@ position is the elapsed time over the budget. Curves are kept compactly (at most
 
 **Early stopping** (`[research] early_stop`): after a minimum share of the budget, a run whose
 loss has been worse than the best run's at the same position by more than ``k`` spreads for a
-while — and is not closing the gap — is stopped. The spread at a position is the robust spread
+while — and, at the pace the gap changes, would not catch up by the end — is stopped. The spread at a position is the robust spread
 of the baseline repeats' curves there, never less than a floor (a share of the loss) that stands
 in when there is only one curve. It is recorded as discard with the reason; an early-stopped run
 is never kept and its curve never becomes the reference.
@@ -144,7 +144,7 @@ def verdict(live: list[tuple[float, float]], best: list[tuple[float, float]], re
     window = [(p, v) for p, v in live if p >= pos - setting.sustain]
     if len(window) < 2 or window[0][0] > pos - setting.sustain * 0.8:
         return ""
-    gaps = []
+    gaps: list[float] = []
     for p, v in window:
         ref = at(best, p)
         if ref is None:
@@ -155,8 +155,14 @@ def verdict(live: list[tuple[float, float]], best: list[tuple[float, float]], re
         if gap <= margin:
             return ""
         gaps.append(gap)
-    if gaps[-1] < gaps[0] * 0.85:
-        return ""  # closing the gap fast: a late bloomer may still win
+    # the pace of the gap, over a longer stretch than the window (a few noisy points mislead)
+    trend = [(p, sign * (v - r)) for p, v in live if p >= pos - max(0.25, setting.sustain) for r in [at(best, p)] if r is not None]
+    xs = [p for p, _ in trend]
+    mx, mg = sum(xs) / len(xs), sum(g for _, g in trend) / len(trend)
+    var = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (g - mg) for x, g in trend) / var if var else 0.0
+    if mg + slope * (max(1.0, pos) - mx) <= 0:
+        return ""  # closing the gap: at this pace it would catch up by the end (a late bloomer may win)
     ref = at(best, pos)
     return f"{EARLY} at {pos:.0%}: loss {loss:.4g} vs best {ref:.4g} at the same point"
 
