@@ -33,10 +33,12 @@ def _spy(train: str, where: Path) -> str:
     )
 
 
-def _compute(root: Path, text: str) -> None:
-    """Append a [compute] table to the repository's configuration."""
+def _compute(root: Path, text: str, commit: bool = True) -> None:
+    """Append a [compute] table to the repository's configuration (committed, as a user would)."""
     with open(root / "autoresearch.toml", "a") as f:
         f.write(text)
+    if commit:
+        git(root, "commit", "-qam", "compute")
 
 
 def _seen(where: Path) -> dict[int, dict]:
@@ -376,7 +378,7 @@ def test_an_uncommitted_edit_of_the_tracked_configuration_survives_the_loops_res
     # the configuration is tracked (committed with the code); the user adds [compute] and starts:
     # the resets that discard experiments must not undo that edit (the next start needs it)
     root = make_repo(tmp_path / "r")
-    _compute(root, "\n[compute]\nslots = 2\n")
+    _compute(root, "\n[compute]\nslots = 2\n", commit=False)
     edited = (root / "autoresearch.toml").read_text()
     from conftest import run_engine
 

@@ -41,6 +41,7 @@ def _repo(tmp_path, train=TOY_TRAIN, slots=2, research=None, compute="") -> Path
     root = make_repo(tmp_path / "r", train=train, research={"time_budget_s": 60, **(research or {})})
     with open(root / "autoresearch.toml", "a") as f:
         f.write(f'\n[compute]\nexecutor = "slurm"\nslots = {slots}\n{compute}')
+    git(root, "commit", "-qam", "slurm")
     return root
 
 

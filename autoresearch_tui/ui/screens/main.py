@@ -221,7 +221,8 @@ class MainScreen(Screen):
 
     def _slots_summary(self) -> str:
         pane = self.query_one(SlotsPane)
-        return f"{pane.running()} of {len(pane.slots)} slots running"
+        queued = sum(1 for s in pane.slots if s.state == "queued")
+        return f"{pane.running()} of {len(pane.slots)} slots running" + (f", {queued} queued (Slurm)" if queued else "")
 
     def select_slot(self, index: int) -> None:
         pane = self.query_one(SlotsPane)

@@ -71,7 +71,7 @@ class SlotsPane(Widget):
         return self.slots[self.selected] if 0 <= self.selected < len(self.slots) else None
 
     def running(self) -> int:
-        return sum(1 for s in self.slots if s.started_at)
+        return sum(1 for s in self.slots if s.started_at and s.state != "queued")
 
     def _tick(self) -> None:
         if self.display:
