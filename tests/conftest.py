@@ -300,6 +300,20 @@ def pids_alive(pids: list[int]) -> list[int]:
     return alive
 
 
+@pytest.fixture(autouse=True)
+def _user_config(tmp_path, monkeypatch):
+    """Every test has its own user configuration folder (themes, key map): never the machine's."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+
+
+@pytest.fixture
+def gate(tmp_path):
+    """A Gate (see above) that is opened at the end, whatever happened: nothing stays held."""
+    g = Gate(tmp_path / "gate")
+    yield g
+    g.open()
+
+
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
     return make_repo(tmp_path / "repo")

@@ -11,7 +11,7 @@ import asyncio
 import time
 
 import pytest
-from conftest import TEST_PLATFORM, TOY_TRAIN, Gate, git, jsonl_runs, load_cfg, make_repo, pids_alive
+from conftest import TEST_PLATFORM, TOY_TRAIN, git, jsonl_runs, load_cfg, make_repo, pids_alive
 
 from autoresearch_tui.engine import events as ev
 from autoresearch_tui.launch import new_session
@@ -23,18 +23,6 @@ from autoresearch_tui.ui.widgets.results import ResultsTable
 # every run takes ~0.4 s so that keys land while something runs
 SLOW_TOY = TOY_TRAIN.replace("SLEEP = 0.0", "SLEEP = 0.4")
 HELD = {"time_budget_s": 300}  # a run held at a gate must not hit the timeout
-
-
-@pytest.fixture(autouse=True)
-def _user_config(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-
-
-@pytest.fixture
-def gate(tmp_path):
-    g = Gate(tmp_path / "gate")
-    yield g
-    g.open()  # whatever happened, nothing stays held
 
 
 def _app(root, max_iterations=0, train=None):

@@ -11,7 +11,7 @@ import re
 import time
 
 import pytest
-from conftest import TEST_PLATFORM, Gate, load_cfg, make_repo, tsv_rows
+from conftest import TEST_PLATFORM, load_cfg, make_repo, tsv_rows
 from test_ui import HELD, SLOW_TOY, decisions, of, quit_app, wait_for
 from textual.geometry import Region
 from textual.widgets import Log, ProgressBar
@@ -25,18 +25,6 @@ from autoresearch_tui.ui.screens.modals import ConfirmScreen, TextScreen
 from autoresearch_tui.ui.widgets.keybar import KeyBar
 from autoresearch_tui.ui.widgets.results import ResultsTable
 from autoresearch_tui.ui.widgets.status import StatusText
-
-
-@pytest.fixture(autouse=True)
-def _user_config(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
-
-
-@pytest.fixture
-def gate(tmp_path):
-    g = Gate(tmp_path / "gate")
-    yield g
-    g.open()
 
 
 def _app(root, iterations=0, **kw):
