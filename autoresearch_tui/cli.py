@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"autoresearch-tui {__version__}")
     _common(p, sub=False)
-    subs = p.add_subparsers(dest="cmd", metavar="{demo,check,summary}")
+    subs = p.add_subparsers(dest="cmd", metavar="{demo,check,summary,watch,serve}")
     demo = subs.add_parser("demo", help="copy the bundled example into DIR, then run it")
     demo.add_argument("dir", nargs="?", default="autoresearch-demo", metavar="DIR")
     demo.add_argument("--iterations", type=int, default=None, metavar="N", help="experiments to run (default: until stopped)")
@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     summ = subs.add_parser("summary", help="write and print autoresearch-summary.md from the results")
     summ.add_argument("--plot", action="store_true", help="also write progress.png (needs matplotlib)")
     _common(summ, sub=True)
+    watch = subs.add_parser("watch", help="the main screen on a session another process runs (read-only, no lock)")
+    _common(watch, sub=True)
+    serve = subs.add_parser("serve", help="watch in a browser (textual-serve), behind a token")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: use an SSH tunnel)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--token", default=None, help="the token the page needs (default: $AUTORESEARCH_SERVE_TOKEN, else a random one, printed)")
+    _common(serve, sub=True)
     return p
 
 
@@ -71,9 +78,12 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"ok: {line}")
     for line in rep.warnings:
         print(f"warning: {line}")
-    for line in rep.errors:
+    from .notify import problems
+
+    notify_errors = problems(cfg)
+    for line in rep.errors + notify_errors:
         print(f"error: {line}", file=sys.stderr)
-    if rep.ok:
+    if rep.ok and not notify_errors:
         print(f"ok: {cfg.path} is valid; command: {cfg.research.command}; metric {cfg.metric.name} ({cfg.metric.direction})")
         return 0
     return 2
@@ -140,6 +150,9 @@ def run_session(cfg: Config, headless: bool) -> int:
         from .ui.app import run_app
 
         reason, code = _finish(lambda: run_app(cfg, engine=engine))
+    notifier = getattr(engine, "notifier", None)
+    if notifier is not None:
+        notifier.close()  # the session's last messages (its end) go out before the process exits
     if reason.startswith("the baseline run crashed"):
         print(f"autoresearch-tui: {reason}", file=sys.stderr)
         return 2
@@ -180,6 +193,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_session(cfg, getattr(args, "headless", False))
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    cfg = load(_config_path(args))
+    served = bool(os.environ.get("TEXTUAL_DRIVER"))  # under `serve`: textual-serve's web driver, over pipes
+    if args.headless or not (served or (sys.stdout.isatty() and sys.stdin.isatty())):
+        import asyncio
+
+        from .follow import Follower
+        from .headless import HeadlessPrinter
+
+        follower = Follower(cfg)
+        follower.subscribe(HeadlessPrinter(follower))  # type: ignore[arg-type]
+        try:
+            asyncio.run(follower.run())
+        except KeyboardInterrupt:
+            pass
+        return 0
+    from .ui.app import run_watch
+
+    run_watch(cfg)
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import serve
+
+    path = _config_path(args)
+    load(path)  # a broken configuration is said here, not in the browser
+    token = args.token or os.environ.get("AUTORESEARCH_SERVE_TOKEN") or None
+    return serve(path, args.host, args.port, token)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -192,6 +236,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_summary(args)
         if args.cmd == "demo":
             return cmd_demo(args)
+        if args.cmd == "watch":
+            return cmd_watch(args)
+        if args.cmd == "serve":
+            return cmd_serve(args)
         return cmd_run(args)
     except (ConfigError, UsageError) as e:
         print(f"autoresearch-tui: {e}", file=sys.stderr)

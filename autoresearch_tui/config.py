@@ -122,12 +122,22 @@ class UIConfig:
     theme: str = ""
 
 
+NOTIFY_EVENTS = ("new_best", "session_end", "crash_streak", "paused", "stalled")
+
+
+@dataclass
+class NotifyConfig:
+    urls: list[str] = field(default_factory=list)  # apprise URLs (ntfy://, slack://, mailto://, json://, ...)
+    on: list[str] = field(default_factory=lambda: list(NOTIFY_EVENTS))
+
+
 SECTIONS: dict[str, type] = {
     "research": ResearchConfig,
     "metric": MetricConfig,
     "proposer": ProposerConfig,
     "compute": ComputeConfig,
     "ui": UIConfig,
+    "notify": NotifyConfig,
 }
 
 
@@ -138,6 +148,7 @@ class Config:
     proposer: ProposerConfig = field(default_factory=ProposerConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     ui: UIConfig = field(default_factory=UIConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
     path: Path = Path(CONFIG_NAME)
 
     @property
@@ -383,6 +394,7 @@ def validate(cfg: Config) -> None:
             f"{file}: [compute] slots = {c.slots} with gpus_per_run = {c.gpus_per_run} needs {c.slots * c.gpus_per_run} GPUs "
             f"but gpus lists {len(c.gpus)}; lower slots or list more GPUs"
         )
+    _validate_notify(file, cfg.notify)
     if p.api_base and not re.match(r"^https?://", p.api_base):
         raise ConfigError(f'{file}: [proposer] api_base must start with http:// or https:// (got {p.api_base!r})')
     if p.api_base:
@@ -394,6 +406,18 @@ def validate(cfg: Config) -> None:
             ok = False
         if not ok:
             raise ConfigError(f'{file}: [proposer] api_base {p.api_base!r} is not a valid URL; e.g. "http://127.0.0.1:11434"')
+
+
+def _validate_notify(file: str, n: NotifyConfig) -> None:
+    """Messages name the entry by its number: a notification URL carries its secret (a token,
+    a webhook path, a password) and is never printed."""
+    for i, url in enumerate(n.urls, 1):
+        if not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://\S", url) or any(c.isspace() for c in url):
+            raise ConfigError(f"{file}: [notify] urls entry {i} is not an apprise URL (scheme://…, e.g. \"ntfys://my-topic\"); "
+                              "see https://github.com/caronc/apprise/wiki")
+    bad = [e for e in n.on if e not in NOTIFY_EVENTS]
+    if bad:
+        raise ConfigError(f"{file}: [notify] on lists {bad[0]!r}; the events are " + ", ".join(f'"{e}"' for e in NOTIFY_EVENTS))
 
 
 def _check_results_file(file: str, r: ResearchConfig, config_name: str) -> None:

@@ -1,4 +1,5 @@
-"""Putting a session together: the configured proposer and executor (local, or Slurm) around the engine.
+"""Putting a session together: the configured proposer and executor (local, or Slurm) around the engine,
+and the notifications (apprise) as one more subscriber.
 
 Lives outside `engine/` because choosing the proposer may mean the LLM proposer (litellm), which
 the engine never imports.
@@ -26,5 +27,11 @@ def make_executor(cfg: Config) -> Any:
 
 def new_session(cfg: Config, proposer: Proposer | None = None, max_iterations: int | None = None,
                 platform: dict[str, Any] | None = None, poll_s: float = 0.05) -> Session:
-    return Session(cfg, proposer or make_proposer(cfg), max_iterations=max_iterations, platform=platform, poll_s=poll_s,
-                   executor=make_executor(cfg))
+    """A session with its proposer and executor, and the notifier of `[notify]` subscribed (the
+    TUI and headless both start here)."""
+    from .notify import attach
+
+    session = Session(cfg, proposer or make_proposer(cfg), max_iterations=max_iterations, platform=platform, poll_s=poll_s,
+                      executor=make_executor(cfg))
+    session.notifier = attach(session, cfg)  # type: ignore[attr-defined]
+    return session

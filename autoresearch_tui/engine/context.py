@@ -10,6 +10,7 @@ assumes one slot: commands that act on "the run" act on every slot.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any, Callable
 
 from .. import config as config_mod
 from ..proposers.base import Proposer
-from . import sandbox
+from . import sandbox, trackers
 from .bus import EventBus
 from .events import BacklogChanged, Notice, Phase, PhaseChanged, SlotsChanged, SlotView
 from .executors.base import Executor, Handle, RunSpec
@@ -216,7 +217,10 @@ class Ctx:
 
     def spec(self, slot: Slot, n: int, kind: str = "", command: str = "") -> RunSpec:
         r = self.cfg.research
-        env = {**slot.env, "AUTORESEARCH_SLOT": str(slot.index), "AUTORESEARCH_ITERATION": str(n)}
+        rec = self.in_flight.get(n)
+        desc = rec.description if rec is not None else slot.description
+        tracked = trackers.run_env(self.cfg.tag, n, slot.index, kind or "run", desc, os.environ)  # W&B, MLflow, trackio
+        env = {**tracked, **slot.env, "AUTORESEARCH_SLOT": str(slot.index), "AUTORESEARCH_ITERATION": str(n)}
         if self.sets_gpus and (self.parallel or slot.gpus):
             env["CUDA_VISIBLE_DEVICES"] = ",".join(slot.gpus)
         box: list[str] = []

@@ -33,6 +33,7 @@ from .scheduler import Scheduler
 from .setup import (SetupError, cached_platform, cleanup_worktrees_sync, detect_in_background, restore_branch_sync,
                     setup_slots_sync, setup_sync)
 from .state import SessionLock
+from .trackers import find_run_url
 from .trial import write_notes
 
 __all__ = ["Session", "SetupError"]
@@ -221,7 +222,9 @@ class Session:
             diff = self.experiment_diff(rec) or "(the baseline: no change)"
         except (GitError, OSError) as e:
             diff = f"(diff unavailable: {e})"
-        tail = error_tail(read_log_text(self.root / rec.log), lines=25) if rec.log else ""
+        log_text = read_log_text(self.root / rec.log) if rec.log else ""
+        tail = error_tail(log_text, lines=25) if rec.log else ""
+        tracker = find_run_url(log_text)
         if rec.exit_code is not None:
             exit_text = str(rec.exit_code)
         else:  # never exited by itself: killed, timed out, or never started
@@ -231,6 +234,8 @@ class Session:
                  f"duration {duration}"]
         if rec.crash_reason and rec.exit_code is not None:
             facts.append(f"crash: {rec.crash_reason}")
+        if tracker:
+            facts.append(f"tracker: {tracker}")
         if rec.hypothesis:
             facts.append(f"hypothesis: {rec.hypothesis}")
         if rec.early_stop:

@@ -49,8 +49,10 @@ class AutoresearchApp(App[int]):
         clock: Callable[[], float] = time.time,
         run_engine: bool = True,
         wizard_options: dict[str, Any] | None = None,
+        watching: bool = False,
     ) -> None:
         super().__init__()
+        self.watching = watching  # `engine` is a Follower of a session another process runs
         self.cfg = cfg
         self.engine = engine
         self.config_path = config_path
@@ -101,7 +103,7 @@ class AutoresearchApp(App[int]):
     def show_main(self) -> None:
         assert self.engine is not None
         assert self.cfg is not None
-        self.main = MainScreen(self.engine, self.cfg, clock=self.clock, live_git=self.should_run_engine)
+        self.main = MainScreen(self.engine, self.cfg, clock=self.clock, live_git=self.should_run_engine, watching=self.watching)
         self.push_screen(self.main)
         if self.should_run_engine:
             self.engine.subscribe(self._bridge)
@@ -180,6 +182,8 @@ class AutoresearchApp(App[int]):
     # ---------------------------------------------------------------- palette
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
+        if isinstance(screen, MainScreen) and screen.watching:
+            return
         if isinstance(screen, MainScreen):
             for b in screen.BINDINGS:
                 if getattr(b, "id", None) in ("leave", "follow") or screen.check_action(b.action, ()) is False:
@@ -193,7 +197,7 @@ class AutoresearchApp(App[int]):
     def shutdown(self, how: str) -> None:
         """how: 'after' (finish the run), 'kill', 'detach' (leave it running), 'stop' (no run)."""
         engine = self.engine
-        if engine is None:
+        if engine is None or self.watching:
             self.exit(0)
             return
         self._quit_when_done = True
@@ -218,6 +222,15 @@ class AutoresearchApp(App[int]):
             self.exit(0)
 
 
+def run_watch(cfg: Config, poll_s: float = 0.5) -> str:
+    """`watch`: the main screen on a session another process runs, read from its files."""
+    from ..follow import Follower
+
+    app = AutoresearchApp(cfg, engine=Follower(cfg, poll_s=poll_s), watching=True)  # type: ignore[arg-type]
+    app.run()
+    return ""
+
+
 def run_app(cfg: Config | None, engine: Session | None = None, config_path: Path | None = None, max_iterations: int | None = None) -> str:
     app = AutoresearchApp(cfg, engine=engine, config_path=config_path, max_iterations=max_iterations)
     try:
@@ -226,6 +239,9 @@ def run_app(cfg: Config | None, engine: Session | None = None, config_path: Path
         # the safety net: Textual cancels workers without waiting for them
         if app.engine is not None:
             app.engine.abandon()
+            notifier = getattr(app.engine, "notifier", None)
+            if notifier is not None:
+                notifier.close()  # its last messages (the session's end) go out before the process exits
     if app.setup_error:
         raise SetupError(app.setup_error)
     if app.failure is not None:

@@ -91,9 +91,13 @@ class MainScreen(Screen):
 
     #: keys that steer a live session: not offered (key bar, help) once it has ended
     LIVE_ONLY = ("pause", "resume", "stop", "kill")
+    #: keys that change the session: absent when watching it from outside (`watch`, `serve`)
+    CHANGES_SESSION = ("pause", "resume", "stop", "kill", "keep", "discard", "restart", "idea")
 
-    def __init__(self, session: Any, cfg: Config, clock: Callable[[], float] = time.time, live_git: bool = True) -> None:
+    def __init__(self, session: Any, cfg: Config, clock: Callable[[], float] = time.time, live_git: bool = True,
+                 watching: bool = False) -> None:
         super().__init__()
+        self.watching = watching  # a Follower: the session runs in another process; nothing here changes it
         self.session = session  # commands and queries only: the screen follows the session's events
         self.cfg = cfg
         self.clock = clock
@@ -128,6 +132,9 @@ class MainScreen(Screen):
         self.query_one("#backlog").border_title = "backlog"
         self.query_one("#idea-input", Input).placeholder = self.session.idea_format
         self.query_one(SlotsPane).display = False
+        if self.watching:
+            self.query_one("#idea-input", Input).display = False
+            self.query_one("#logpane").border_title = "run log (watching)"
         self.query_one(LogPane).on_output = status.saw_output
         self.query_one(ResultsTable).focus()
 
@@ -275,6 +282,8 @@ class MainScreen(Screen):
             self.selection = rec.status
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.watching and action in self._watch_hidden_actions():
+            return False
         if action == "restart":
             return self.ended
         if action in self.LIVE_ONLY and self.ended:
@@ -296,6 +305,9 @@ class MainScreen(Screen):
         if action == "next_slot":
             return self.parallel
         return True
+
+    def _watch_hidden_actions(self) -> set[str]:
+        return {b.action for b in self.BINDINGS if isinstance(b, Binding) and b.id in self.CHANGES_SESSION} | {"sweep"}
 
     # -------------------------------------------------------------- actions
     def action_pause(self) -> None:
@@ -442,7 +454,8 @@ class MainScreen(Screen):
         """(key as shown on the key bar, what it does): one row per key, pause/resume on one."""
         rows: dict[str, list[str]] = {}
         for b in self.BINDINGS:
-            if isinstance(b, Binding) and not (self.ended and b.id in self.LIVE_ONLY):
+            if isinstance(b, Binding) and not (self.ended and b.id in self.LIVE_ONLY) \
+                    and not (self.watching and b.id in self.CHANGES_SESSION):
                 key = self.app.get_key_display(b)
                 what = HELP_TEXT.get(b.id or "", b.description)
                 if what not in rows.setdefault(key, []):
@@ -462,6 +475,9 @@ class MainScreen(Screen):
 
     def action_quit(self) -> None:
         app: Any = self.app
+        if self.watching:  # the session is another process's: leaving changes nothing
+            app.exit(0)
+            return
         if not self.running:
             app.shutdown("stop")
             return
