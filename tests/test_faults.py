@@ -47,8 +47,9 @@ def check_invariants(root: Path) -> None:
     assert len(rows) == len(recs), "results.tsv and runs.jsonl disagree"
     # (several slots record in the order experiments finish)
     assert sorted(r["iteration"] for r in recs) == list(range(len(recs))), "a row was lost or duplicated"
-    for r, row in zip(recs, rows, strict=True):
-        assert row["commit"] == r["commit"][:7] and row["status"] == r["status"]
+    # the same rows (results.tsv may be rebuilt in iteration order; runs.jsonl is in the order rows came)
+    assert sorted((row["commit"], row["status"]) for row in rows) == sorted((r["commit"][:7], r["status"]) for r in recs)
+    for r in recs:
         if len(r.get("commit", "")) == 40:
             assert git(root, "rev-parse", f"refs/autoresearch/t1/{r['iteration']}").strip() == r["commit"]
     keeps = [r for r in recs if r["status"] == "keep"]
@@ -101,7 +102,7 @@ KILL_POINTS = {
 
 @pytest.mark.parametrize("slots", [1, 3])
 def test_kill_9_anywhere_loses_nothing(tmp_path, slots):
-    cycles = (50 if LONG else 6) if slots == 1 else (30 if LONG else 5)
+    cycles = (50 if LONG else 6) if slots == 1 else (15 if LONG else 5)  # 3 slots use up the toy's settings 3x as fast
     # more knobs than the toy's: the mutate proposer must not run out within the long mode's 50 cycles
     train = TOY_TRAIN.replace("SLEEP = 0.0", "SLEEP = 0.15\nWARMUP = 100\nDECAY = 0.5\nCLIP = 1.0\nHEADS = 8")
     root = make_repo(tmp_path / "r", train=train, research={"kill_grace_s": 0.5})

@@ -73,13 +73,21 @@ async def _inflight(ctx: Ctx, slot: Slot, saved: dict) -> None:
 
 async def _pending(ctx: Ctx, pending: dict) -> None:
     n = int(pending["iteration"])
-    head = await ctx.thread(ctx.ledger.head)
-    sha = head if head != ctx.best_commit() else ""
-    rec = RunRecord(
-        iteration=n, description=pending.get("description", "(interrupted)"), commit=sha or "0000000", status="crash",
-        crash_reason="the app stopped after committing this experiment and before its run started",
-        crash_kind="interrupted", proposer=ctx.proposer.name, ended_at=now(),
-    )
+    saved = pending.get("record")
+    if isinstance(saved, dict) and saved.get("commit"):
+        # a baseline, re-measurement or re-application: its commit was known before its run
+        rec = RunRecord.from_dict(saved)
+        rec.update(iteration=n, status="crash", crash_kind="interrupted", ended_at=now(),
+                   crash_reason="the app stopped before this run started")
+        sha = rec.commit if len(rec.commit) == 40 else ""
+    else:
+        head = await ctx.thread(ctx.ledger.head)
+        sha = head if head != ctx.best_commit() else ""
+        rec = RunRecord(
+            iteration=n, description=pending.get("description", "(interrupted)"), commit=sha or "0000000", status="crash",
+            crash_reason="the app stopped after committing this experiment and before its run started",
+            crash_kind="interrupted", proposer=ctx.proposer.name, ended_at=now(),
+        )
     if sha:
         rec.ref = await ctx.thread(ctx.ledger.set_ref, n, sha)
     await ctx.thread(ctx.results.append, rec.to_dict())

@@ -72,10 +72,8 @@ class Scheduler:
                 return None
             rec = await prepare(ctx, slot, job)
             if ctx.control.stopping:
-                if job.ready is not None:  # committed, never run: take it back, the idea goes back to the queue
-                    await ctx.thread(withdraw, ctx, slot, rec)
-                else:
-                    ctx.in_flight.pop(rec.iteration, None)
+                # prepared, never run: take it back (its ref and number too; the idea goes back to the queue)
+                await ctx.thread(withdraw, ctx, slot, rec)
                 if job.sweep is not None:
                     job.sweep.drop()
                 return None

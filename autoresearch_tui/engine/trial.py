@@ -120,21 +120,27 @@ async def prepare(ctx: Ctx, slot: Slot, job: Job) -> RunRecord:
         first = job.reapply
         rec.parent = job.basis.commit
         rec.commit = first.commit
-        await ctx.thread(_files_base, ctx, slot, rec.commit)
-        rec.ref = await ctx.thread(ctx.ledger.set_ref, n, rec.commit)
         rec.update(description=first.description, hypothesis=first.hypothesis, idea=first.idea, mutation=first.mutation,
                    lines_added=first.lines_added, lines_removed=first.lines_removed, reapply_of=first.reapply_of)
-        return rec
-    rec.commit = ctx.best_commit() or await ctx.thread(ctx.ledger.head)
-    await ctx.thread(_files_base, ctx, slot, rec.commit)
-    rec.ref = await ctx.thread(ctx.ledger.set_ref, n, rec.commit)
-    if job.kind == "remeasure":
-        rec.update(description=f"re-measure after the override of #{job.remeasure_of}", remeasure_of=job.remeasure_of)
-    elif job.repeat > 1:
-        rec.update(description=f"baseline (run {job.repeat}/{ctx.cfg.metric.baseline_runs}, noise estimate)", is_baseline=True)
     else:
-        rec.update(description="baseline", is_baseline=True)
+        rec.commit = ctx.best_commit() or await ctx.thread(ctx.ledger.head)
+        if job.kind == "remeasure":
+            rec.update(description=f"re-measure after the override of #{job.remeasure_of}", remeasure_of=job.remeasure_of)
+        elif job.repeat > 1:
+            rec.update(description=f"baseline (run {job.repeat}/{ctx.cfg.metric.baseline_runs}, noise estimate)", is_baseline=True)
+        else:
+            rec.update(description="baseline", is_baseline=True)
+    await ctx.thread(_ref_sync, ctx, slot, rec)
     return rec
+
+
+def _ref_sync(ctx: Ctx, slot: Slot, rec: RunRecord) -> None:
+    """(blocking) Its number is taken from here on (an experiment ref): saved as pending first, so
+    that an app that dies before the run starts leaves a crash row, never a hole in the numbers."""
+    ctx.state.set_item("pending_commits", rec.iteration, {"iteration": rec.iteration, "description": rec.description,
+                                                          "at": now(), "slot": slot.index, "record": rec.to_dict()})
+    _files_base(ctx, slot, rec.commit)
+    rec.ref = ctx.ledger.set_ref(rec.iteration, rec.commit)
 
 
 def withdraw(ctx: Ctx, slot: Slot, rec: RunRecord) -> None:
@@ -147,7 +153,7 @@ def withdraw(ctx: Ctx, slot: Slot, rec: RunRecord) -> None:
         ctx.ledger.git("update-ref", "-d", rec.ref, check=False)
     ctx.state.set_item("pending_commits", rec.iteration, None)
     ctx.in_flight.pop(rec.iteration, None)
-    if rec.idea:
+    if rec.idea and rec.reapply_of is None:
         ctx.mark_idea(rec.idea, "queued", "")
 
 
