@@ -27,6 +27,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 CONFIG_NAME = "autoresearch.toml"
 DIRECTIONS = ("minimize", "maximize")
 PROPOSER_KINDS = ("mutate", "llm")
+FALLBACKS = ("mutate", "none")
 KEEP_POLICIES = ("strict", "margin", "confirm")
 EXECUTORS = ("local", "slurm")
 _TAG_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -98,6 +99,7 @@ class ProposerConfig:
     max_failed_rounds: int = 5
     pipeline: bool = True
     max_tokens: int = 4096
+    fallback: str = "mutate"  # when a model's round fails, the slot runs the offline proposer's change
 
 
 @dataclass
@@ -365,6 +367,8 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"{file}: [proposer] repair_rounds must be 0 or more (got {p.repair_rounds})")
     if p.max_failed_rounds < 0:
         raise ConfigError(f"{file}: [proposer] max_failed_rounds must be 0 (= never give up) or more (got {p.max_failed_rounds})")
+    if p.fallback not in FALLBACKS:
+        raise ConfigError(f'{file}: [proposer] fallback must be "mutate" or "none" (got {p.fallback!r})')
     if p.max_tokens < 256:
         raise ConfigError(f"{file}: [proposer] max_tokens must be at least 256 (got {p.max_tokens})")
     c = cfg.compute

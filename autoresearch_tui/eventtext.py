@@ -23,7 +23,10 @@ def format_event(e: ev.Event, metric_name: str) -> str | None:
         return None
     if isinstance(e, ev.ProposalReady):
         idea = f"  [idea: {e.idea}]" if e.idea else ""
-        return f"#{e.iteration} proposal: {e.description}{idea}"
+        why = f"  [{e.fallback}]" if e.fallback else ""
+        return f"#{e.iteration} proposal: {e.description}{idea}{why}"
+    if isinstance(e, ev.ModelActivity):
+        return f"model: {e.text}"
     if isinstance(e, ev.ProposalRejected):
         return f"#{e.iteration} rejected (attempt {e.attempt}): {e.reason}"
     if isinstance(e, ev.ProposalFailed):

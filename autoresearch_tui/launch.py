@@ -11,7 +11,7 @@ from typing import Any
 
 from .config import Config
 from .engine.session import Session
-from .proposers import make_proposer
+from .proposers import make_fallback, make_proposer
 from .proposers.base import Proposer
 
 
@@ -32,6 +32,6 @@ def new_session(cfg: Config, proposer: Proposer | None = None, max_iterations: i
     from .notify import attach
 
     session = Session(cfg, proposer or make_proposer(cfg), max_iterations=max_iterations, platform=platform, poll_s=poll_s,
-                      executor=make_executor(cfg))
+                      executor=make_executor(cfg), fallback=make_fallback(cfg))
     session.notifier = attach(session, cfg)  # type: ignore[attr-defined]
     return session

@@ -40,6 +40,39 @@ def _change(base: RunRecord | None, best: RunRecord | None, pct_fmt: str) -> str
     return f"{d:+.6f}{pct}"
 
 
+def proposals_section(history: History) -> list[str]:
+    """How the model did (only when one proposed): acceptance rate, repair rounds, failed
+    requests, fallbacks, tokens and cost per kept improvement. From runs.jsonl alone: the
+    experiments' records and the rejected / failed proposals recorded as events."""
+    runs = [r for r in history.experiments() if r.reapply_of is None]
+    by_model = [r for r in runs if r.proposer not in ("", "mutate") and not r.fallback]
+    fallbacks = [r for r in runs if r.fallback]
+    events = [e for e in history.events if e.get("proposer", "") not in ("", "mutate")]  # (older events: no proposer)
+    rejected = [e for e in events if e.get("kind") == "proposal_rejected"]
+    failed = [e for e in events if e.get("kind") == "proposal_failed"]
+    if not by_model and not fallbacks and not rejected and not failed:
+        return []
+    answers = len(by_model) + len(rejected)
+    repairs = sum(1 for r in by_model if r.attempts > 1) + sum(1 for e in rejected if int(e.get("attempt") or 1) > 1)
+    requests_failed = sum(1 for e in failed if e.get("error_kind") != "format")
+    tokens = sum(r.tokens for r in runs) + sum(int(e.get("tokens") or 0) for e in rejected)
+    cost = sum(r.cost_usd for r in runs) + sum(float(e.get("cost_usd") or 0.0) for e in rejected)
+    kept = len(history.improvements())
+    rate = f" ({len(by_model) / answers * 100:.0f}%)" if answers else ""
+    per_keep = f"${cost / kept:.4f} per kept improvement ({kept})" if kept else "no kept improvement yet"
+    share = f" ({len(fallbacks) / len(runs) * 100:.0f}% of the experiments)" if runs else ""
+    return [
+        "", "## Proposals", "",
+        f"- Acceptance: {len(by_model)} of {answers} model answers became experiments{rate}; {len(rejected)} rejected "
+        "(out of scope, not applying, not parsing, duplicates, no edits).",
+        f"- Repair rounds: {repairs} (an answer sent back to the model with the reason).",
+        f"- Failed requests: {requests_failed}; failed rounds: {len(failed)}.",
+        f"- Fallbacks: {len(fallbacks)}{share} ran the offline proposer's change while the model failed.",
+        f"- Tokens: {tokens:,}; cost ${cost:.4f}; {per_keep}.",
+        "- Every prompt and raw answer: `.autoresearch/proposals/` (linked from each record's `transcripts`).",
+    ]
+
+
 def completion_text(history: History) -> str:
     base, best, c = history.baseline(), history.best(), history.counts()
     lines = [f"=== Autoresearch Complete ({len(history.experiments())} iterations) ==="]
@@ -145,6 +178,7 @@ def render(cfg: Config, history: History, platform: dict[str, Any], cost_usd: fl
         out.append(f"| {cat} | {len(rs)} | {outcome} | {ex} |")
     if not groups:
         out.append("| — | 0 | | |")
+    out += proposals_section(history)
     on_branch = _on_branch(history)
     out += ["", "## Merge recommendation", ""]
     if on_branch:

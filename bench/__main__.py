@@ -2,7 +2,8 @@
 
 --write   also replace the table in BENCHMARKS.md (with the machine and the date)
 --quick   fewer repetitions (kill cycles 20 instead of 100, shorter sessions)
-NAME      only these: duty, overhead, kill, io, slots, slots_duty, slots_overhead, slurm, early_stop, first_frame, idle, flood, table
+NAME      only these: duty, duty_failing, overhead, kill, io, slots, slots_duty, slots_overhead, slurm, early_stop,
+          first_frame, idle, flood, table
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def main(argv: list[str]) -> int:
     names = [a for a in argv if not a.startswith("--")]
     suite = {
         "duty": lambda: E.duty_cycle(n=4 if quick else 8),
+        "duty_failing": lambda: E.duty_failing_model(n=4 if quick else 8),
         "overhead": lambda: E.loop_overhead(n=15 if quick else 30),
         "kill": lambda: E.kill_latency(cycles=20 if quick else 100),
         "io": lambda: E.results_io(),

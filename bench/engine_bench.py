@@ -296,3 +296,46 @@ def slurm_vs_local(slots: int = 4, per_slot: int = 3, budget: float = 3.0) -> li
         (f"slurm: experiments per hour, {slots} jobs in flight, {budget:g} s runs", rates["slurm"], "/h", "reported", True,
          f"local {slots} slots in the same run {rates['local']:.0f}/h: x{ratio:.2f}"),
     ]
+
+
+def duty_failing_model(n: int = 8, budget: float = 3.0, latency: float = 0.3) -> list[Row]:
+    """Duty cycle with a model that fails every second round (prose without an edit; or an HTTP
+    500), against a healthy model measured in the same run, and against the same failing model
+    without the fallback (`[proposer] fallback = "none"`): the fallback keeps the slot busy."""
+    from llm_server import ScriptedLLM, edit
+
+    from autoresearch_tui.proposers.llm import LLMProposer, load_litellm
+
+    load_litellm()
+    prose = {"content": "I would try a larger learning rate; it often helps."}
+    failures = {"prose": prose, "http 500": {"status": 500, "body": "overloaded"}}
+    duty: dict[tuple[str, str], float] = {}
+    share: dict[str, float] = {}
+    cases = [("healthy", "mutate")] + [(name, fb) for name in failures for fb in ("mutate", "none")]
+    for name, fallback in cases:
+        bad = failures.get(name)
+        replies = []
+        for k in range(3 * n):
+            replies.append({"delay": latency, **edit(f"lr {k}", "LR = 0.01", f"LR = {0.011 + k / 1000:.3f}")})
+            if bad is not None:
+                replies.append({"delay": latency, **bad})
+        with ScriptedLLM(replies) as srv, tempfile.TemporaryDirectory() as tmp:
+            root = make_repo(Path(tmp) / "r", train=SLEEPY, research={"time_budget_s": budget},
+                             proposer={"kind": "llm", "model": "openai/bench", "api_base": srv.base, "max_attempts": 1,
+                                       "fallback": fallback})
+            os.environ.setdefault("OPENAI_API_KEY", "sk-bench-not-secret")
+            events, _ = _session(root, n, LLMProposer(load(root / "autoresearch.toml")))
+            recs = [json.loads(ln) for ln in (root / ".autoresearch" / "runs.jsonl").read_text().splitlines() if '"kind": "run"' in ln]
+        duty[name, fallback] = _duty(events)
+        exps = [r for r in recs if not r.get("is_baseline")]
+        if fallback == "mutate":
+            share[name] = sum(1 for r in exps if r.get("fallback")) / max(1, len(exps))
+    healthy = duty["healthy", "mutate"]
+    rows = []
+    for name in failures:
+        got = duty[name, "mutate"]
+        rows.append((f"duty cycle, model failing every second round ({name}), {budget:g} s runs, LLM latency {latency:g} s",
+                     got * 100, "%", "within 3 points of the healthy model", (healthy - got) * 100 <= 3,
+                     f"healthy model {healthy * 100:.2f}% (same run); without the fallback {duty[name, 'none'] * 100:.2f}%; "
+                     f"{share[name] * 100:.0f}% of the experiments from the fallback"))
+    return rows

@@ -22,6 +22,7 @@ def _key(monkeypatch):
 
 
 def _repo(tmp_path, server, **proposer):
+    proposer.setdefault("fallback", "none")  # these tests are about the model itself (test_fallback.py: with one)
     root = make_repo(tmp_path / "r", proposer={"kind": "llm", "model": "openai/test-model", "api_base": server.base,
                                                "request_timeout_s": 5, "max_attempts": 3, **proposer})
     return root

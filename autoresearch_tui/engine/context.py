@@ -116,6 +116,7 @@ class Ctx:
         self.state = StateFile(self.paths.state_dir)
         self.notes = Notes(self.root)
         self.proposer = proposer
+        self.fallback: Proposer | None = None  # runs a slot's next experiment when the model's round failed
         self.executor = executor
         self.bus = bus
         self.history = History(direction=cfg.metric.direction)

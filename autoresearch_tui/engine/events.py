@@ -111,6 +111,7 @@ class ProposalReady(Event):
     description: str
     hypothesis: str = ""
     idea: str = ""
+    fallback: str = ""  # from the fallback proposer: why the model's proposal was not used
 
 
 @dataclass
@@ -124,6 +125,29 @@ class ProposalRejected(Event):
 class ProposalFailed(Event):
     iteration: int
     reason: str
+
+
+@dataclass
+class ModelActivity(Event):
+    """A model request in trouble: a failed attempt that is retried (the log says why nothing
+    happens meanwhile)."""
+
+    text: str
+    level: str = "info"
+
+
+@dataclass
+class ModelHealth(Event):
+    """How the model is doing (the status bar): the last error, failed rounds in a row, and how
+    many experiments this session the fallback proposer ran instead."""
+
+    model: str
+    failed_in_row: int = 0
+    last_error: str = ""
+    proposals: int = 0  # experiments proposed this session (by the model or the fallback)
+    fallbacks: int = 0
+    retry_at: float = 0.0  # the model is asked again from then (0: now)
+    activity: str = ""  # a request in trouble now ("" when none)
 
 
 @dataclass

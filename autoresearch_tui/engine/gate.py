@@ -4,7 +4,14 @@ Builds the proposer's context, validates each answer (scope, read-only files, ex
 parse, duplicates of any earlier experiment *or of one in flight*), feeds rejections back for
 bounded repair rounds, prepares the next proposal while a run trains (prefetch), meters cost
 (pausing at the cap) and backs off after failed rounds. Every model request is a task the session
-can cancel: a stop never waits for a slow model.
+can cancel: a stop never waits for a slow model. Every answer is saved (`transcripts`).
+
+With a **fallback** proposer (`[proposer] fallback`, the offline one for the llm proposer) the GPU
+never waits on a failing model: when the model's answer is rejected, its request fails or times
+out, or it rests after failed rounds (backoff), or its prepared request is being retried, the
+slot's next experiment comes from the fallback at once. The model is not dropped: a rejected
+answer goes back to it with the reason for the following experiment (a repair round, prepared
+while the run trains), and after a failed round it is asked again when its backoff ends.
 """
 
 from __future__ import annotations
@@ -12,12 +19,16 @@ from __future__ import annotations
 import asyncio
 from typing import Awaitable
 
-from ..proposers.base import Proposal, ProposalContext, ProposalError
+from ..proposers.base import Proposal, ProposalContext, ProposalError, Proposer
 from ..proposers import sweep
 from ..proposers.edits import Rejected, apply_edits, diff_hash, line_counts
 from .context import Ctx, now
 from .events import CostUpdated, Phase, ProposalFailed, ProposalReady, ProposalRejected
+from .fallback import FallbackRounds
+from .health import Health
+from .prefetch import Prefetch, Request
 from .records import RunRecord
+from .transcripts import Transcripts
 
 OOM_RETRY = "retry of #{n} at half the device batch"
 
@@ -38,14 +49,39 @@ def read_files(ctx: Ctx, paths: list[str]) -> dict[str, str]:
 class Gate:
     def __init__(self, ctx: Ctx):
         self.ctx = ctx
-        self.failed_in_row = 0
-        self.backoff_base_s = 2.0  # after a failed round: 2, 4, 8 … s, at most 5 minutes
+        self.health = Health(ctx)
+        self.transcripts = Transcripts(ctx.paths.state_dir, ctx.root)
         self.end_reason = ""
         self.reserved: dict[str, Proposal] = {}  # diff hash -> a valid proposal not yet recorded (held, running)
         self._strategy_active = False
-        self._prefetch: list[tuple[asyncio.Task, str]] = []  # prepared proposals, and the best each was based on
-        self._requests: set[asyncio.Task] = set()
+        self.prefetch = Prefetch(self)  # proposals asked for ahead, while a run trains
+        self.requests: set[asyncio.Task] = set()
         self._round_lock = asyncio.Lock()  # a fast proposer answers one slot at a time: no two alike
+        self.rounds = FallbackRounds(self)  # with a fallback: the model's round, which spans experiments
+
+    @property
+    def prepared(self) -> list[Request]:
+        return self.prefetch.prepared
+
+    def start_prefetch(self, during_baseline: bool = False, base: str = "") -> None:
+        """Prepare the next proposal while a run trains (the GPU never waits for the model)."""
+        self.prefetch.start(base)
+
+    @property
+    def fallback(self) -> Proposer | None:
+        return self.ctx.fallback
+
+    @property
+    def backoff_base_s(self) -> float:
+        return self.health.backoff_base_s
+
+    @backoff_base_s.setter
+    def backoff_base_s(self, value: float) -> None:
+        self.health.backoff_base_s = value
+
+    @property
+    def failed_in_row(self) -> int:
+        return self.health.failed_in_row
 
     # ------------------------------------------------------------- context
     def context(self, feedback: list[str], rejected: list[str]) -> ProposalContext:
@@ -94,28 +130,39 @@ class Gate:
         return ""
 
     # ------------------------------------------------------------ requests
-    async def _request(self, aw: Awaitable[Proposal]) -> Proposal | None:
+    async def request(self, aw: Awaitable[Proposal]) -> Proposal | None:
         """Await a model request as a task that `cancel_requests` can end (then: None)."""
         task = asyncio.ensure_future(aw)
-        self._requests.add(task)
+        self.requests.add(task)
         try:
             await asyncio.wait({task})
         finally:
             if not task.done():
                 task.cancel()
-            self._requests.discard(task)
+            self.requests.discard(task)
         if task.cancelled():
             return None
         return task.result()
 
     def cancel_requests(self) -> None:
         """A stop: end every model request now, the prepared ones too."""
-        for t in list(self._requests):
+        for t in list(self.requests):
             t.cancel()
-        for t, _ in self._prefetch:
-            if not t.done():
-                t.cancel()
-        self._prefetch = []
+        self.prefetch.cancel()
+
+    # ---------------------------------------------------------- transcripts
+    async def save(self, p: Proposal | ProposalError, n: int, attempt: int, outcome: str, reason: str = "") -> str:
+        """Save a model's answer (or failed request) under .autoresearch/proposals/; its path ("" when
+        there is nothing to save: a proposer without a model, or a disk that refuses)."""
+        ex = p.exchange
+        if ex is None:
+            return ""
+        tokens, cost = (p.tokens, p.cost_usd) if isinstance(p, Proposal) else (0, 0.0)
+        try:
+            return await self.ctx.thread(self.transcripts.write, ex, n, attempt, outcome, reason, tokens, cost)
+        except OSError as e:
+            self.ctx.notice(f"a model's answer could not be saved ({e})", "warning")
+            return ""
 
     # ------------------------------------------------------------- validate
     def validate(self, proposal: Proposal, files: dict[str, str]) -> tuple[dict[str, str], str]:
@@ -167,8 +214,9 @@ class Gate:
             started = {r.diff_hash for r in ctx.in_flight.values()}
             n = ctx.peek_iteration() + sum(1 for h in self.reserved if h not in started)
         ctx.set_phase(Phase.PROPOSING, n)
-        feedback: list[str] = []
-        rejected: list[str] = []
+        fallback = self.fallback is not None
+        feedback: list[str] = list(self.rounds.feedback) if fallback else []
+        rejected: list[str] = list(self.rounds.rejected) if fallback else []
         rounds = max(1, ctx.cfg.proposer.repair_rounds + 1)
         pc = await ctx.thread(self.context, feedback, rejected)
         if pc.strategy_note and not self._strategy_active:
@@ -183,65 +231,99 @@ class Gate:
             await ctx.thread(ctx.mark_idea, first_idea, "skipped",
                              f"the {ctx.proposer.name} proposer cannot act on it (write NAME=VALUE, or use the llm proposer)")
             pc = await ctx.thread(self.context, feedback, rejected)
+        if fallback:
+            return await self.rounds.next(n, pc, rounds)
         attempts = 0
+        transcripts: list[str] = []
         while True:
             attempts += 1
             if ctx.control.stopping:
                 return None
             try:
-                proposal = await self._take_prefetch(pc)
-                if proposal is None and not ctx.control.stopping:
-                    proposal = await self._request(ctx.proposer.propose(pc))
+                proposal = await self.ask_model(pc, n)
             except ProposalError as e:
-                return await self._failed(n, str(e), e)
+                path = await self.save(e, n, attempts, "failed", str(e))
+                return await self._failed(n, str(e), e, e.kind, path)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - a proposer bug must not kill the night
                 return await self._failed(n, f"{type(e).__name__}: {e}", None)
             if proposal is None:  # cancelled by a stop
                 return None
-            self._account_cost(proposal)
-            label_retry(proposal, pc.crash)
-            try:
-                changed, h = await ctx.thread(self.validate, proposal, pc.files)
-                self.reserve(proposal, h)
-            except Rejected as e:
-                ctx.bus.emit(ProposalRejected(n, str(e), attempts))
-                await ctx.thread(ctx.results.append_event, {"kind": "proposal_rejected", "iteration": n, "reason": str(e),
-                                                            "description": proposal.description, "at": now()})
-                if attempts >= rounds + (0 if ctx.proposer.name == "llm" else 8):
-                    return await self._failed(n, f"{attempts} proposals rejected; last: {e}", None)
-                feedback.append(str(e))
-                rejected.append(proposal.description)
-                pc.feedback, pc.rejected = list(feedback), list(rejected)
-                continue
-            self.failed_in_row = 0
-            ctx.bus.emit(ProposalReady(n, proposal.description, proposal.hypothesis, proposal.idea))
-            return proposal, changed, h
+            ready, why = await self.judge(n, proposal, pc, attempts, transcripts)
+            if ready is not None:
+                return ready
+            if attempts >= rounds + (0 if ctx.proposer.name == "llm" else 8):
+                return await self._failed(n, f"{attempts} proposals rejected; last: {why}", None, "format")
+            feedback.append(why)
+            rejected.append(proposal.description)
+            pc.feedback, pc.rejected = list(feedback), list(rejected)
 
-    async def _failed(self, n: int, reason: str, err: ProposalError | None) -> None:
-        """A failed round: recorded, not an experiment (max_iterations does not count it)."""
+    async def ask_model(self, pc: ProposalContext, n: int) -> Proposal | None:
+        """The prepared proposal if it is still good, else a new request (None: a stop came)."""
+        proposal = await self.prefetch.take(pc, n)
+        if proposal is None and not self.ctx.control.stopping:
+            proposal = await self.request(self.prefetch.call(pc, Request()))
+        return proposal
+
+    async def judge(self, n: int, proposal: Proposal, pc: ProposalContext, attempt: int,
+                     transcripts: list[str]) -> tuple[Ready | None, str]:
+        """Validate and reserve a model's proposal: (ready, "") or (None, why it was rejected).
+        Either way its answer is saved and its transcript added to `transcripts`."""
         ctx = self.ctx
-        ctx.bus.emit(ProposalFailed(n, reason))
-        await ctx.thread(ctx.results.append_event, {"kind": "proposal_failed", "iteration": n, "reason": reason, "at": now()})
+        self.account_cost(proposal)
+        label_retry(proposal, pc.crash)
+        try:
+            changed, h = await ctx.thread(self.validate, proposal, pc.files)
+            self.reserve(proposal, h)
+        except Rejected as e:
+            path = await self.save(proposal, n, attempt, "rejected", str(e))
+            transcripts += [path] if path else []
+            ctx.bus.emit(ProposalRejected(n, str(e), attempt))
+            await self._event({
+                "kind": "proposal_rejected", "iteration": n, "reason": str(e), "description": proposal.description, "at": now(),
+                "attempt": attempt, "proposer": ctx.proposer.name, "tokens": proposal.tokens, "cost_usd": round(proposal.cost_usd, 6),
+                "transcript": path})
+            return None, str(e)
+        path = await self.save(proposal, n, attempt, "accepted")
+        proposal.proposer, proposal.attempts = ctx.proposer.name, attempt
+        proposal.transcripts = transcripts + ([path] if path else [])
+        self.health.succeeded()
+        ctx.bus.emit(ProposalReady(n, proposal.description, proposal.hypothesis, proposal.idea))
+        return (proposal, changed, h), ""
+
+    async def _failed(self, n: int, reason: str, err: ProposalError | None, kind: str = "", transcript: str = "") -> None:
+        """A failed round without a fallback: recorded, not an experiment (max_iterations does not
+        count it); the loop waits out the backoff, or ends after max_failed_rounds in a row."""
+        ctx = self.ctx
+        await self.record_failure(n, reason, kind, transcript)
         if err is not None and err.exhausted and not err.retryable:
             self.end_reason = f"nothing left to propose: {reason}"
             return None
-        self.failed_in_row += 1
         limit = ctx.cfg.proposer.max_failed_rounds
-        if limit and self.failed_in_row >= limit:
-            rounds = f"{self.failed_in_row} round{'s' if self.failed_in_row != 1 else ''}"
-            what = ("check [proposer] model, api_base and the provider's key in the environment" if ctx.proposer.name == "llm"
-                    else "add ideas to the backlog or widen files_in_scope")
-            self.end_reason = (f"the {ctx.proposer.name} proposer failed {rounds} in a row (last: {reason}); {what}, "
-                               "then start again (the session resumes)")
+        ending = bool(limit) and self.health.failed_in_row + 1 >= limit
+        backoff = self.health.failed(reason, kind, quiet=ending)
+        if ending:
+            k = self.health.failed_in_row
+            self.end_reason = (f"the {ctx.proposer.name} proposer failed {k} round{'s' if k != 1 else ''} in a row (last: {reason}); "
+                               f"{self.health.hint(kind, reason)}; then start again (the session resumes)")
             return None
-        backoff = min(300.0, self.backoff_base_s * (2 ** min(self.failed_in_row - 1, 8)))
         ctx.notice(f"proposal failed ({reason}); trying again in {backoff:.0f} s", "warning")
         await ctx.control.sleep(backoff)
         return None
 
-    def _account_cost(self, p: Proposal) -> None:
+    async def record_failure(self, n: int, reason: str, kind: str, transcript: str) -> None:
+        ctx = self.ctx
+        ctx.bus.emit(ProposalFailed(n, reason))
+        await self._event({"kind": "proposal_failed", "iteration": n, "reason": reason, "at": now(), "error_kind": kind,
+                           "proposer": ctx.proposer.name, "transcript": transcript})
+
+    async def _event(self, rec: dict) -> None:
+        """A proposal event in runs.jsonl, and in the History (the summary counts them)."""
+        await self.ctx.thread(self.ctx.results.append_event, rec)
+        self.ctx.history.add_event(rec)
+
+    def account_cost(self, p: Proposal) -> None:
         # the proposer's own totals: they include prepared proposals that were never used
         ctx = self.ctx
         total, tokens = ctx.proposer.total_cost, ctx.proposer.total_tokens
@@ -251,58 +333,6 @@ class Gate:
             cap = ctx.cfg.proposer.max_cost_usd
             if cap and ctx.total_cost >= cap:
                 ctx.pause(f"cost cap reached: ${ctx.total_cost:.2f} >= max_cost_usd ${cap:.2f}; paused (raise the cap and resume with p)")
-
-    # ------------------------------------------------------------- prefetch
-    def start_prefetch(self, during_baseline: bool = False, base: str = "") -> None:
-        """Prepare the next proposal while a run trains (the GPU never waits for the model)."""
-        ctx = self.ctx
-        if not (ctx.proposer.pipelined and ctx.cfg.proposer.pipeline) or ctx.control.stopping:
-            return
-        running = sum(1 for r in ctx.in_flight.values() if r.is_experiment)
-        if ctx.max_iterations and ctx.experiments_this_session + running + len(self._prefetch) >= ctx.max_iterations:
-            return
-        self._prefetch = [(t, b) for t, b in self._prefetch if not t.cancelled()]
-        if len(self._prefetch) >= len(ctx.slots):
-            return  # one prepared proposal per slot (a baseline repeat must not pay for another)
-        pc = self.context([], [])
-        # the last record is the one a repair round is about, or the run now starting is that
-        # repair: a prepared proposal is never a repair (next() asks for one when it is due)
-        pc.crash = None
-        self._prefetch.append((asyncio.ensure_future(ctx.proposer.propose(pc)), base or ctx.best_commit() or ""))
-
-    async def _take_prefetch(self, pc: ProposalContext) -> Proposal | None:
-        if not self._prefetch:
-            return None
-        task, based_on = self._prefetch.pop(0)
-        self._requests.add(task)
-        try:
-            await asyncio.wait({task})
-        finally:
-            if not task.done():
-                task.cancel()  # we were cancelled: the prepared request must not outlive us
-            self._requests.discard(task)
-        if task.cancelled():
-            return None
-        try:
-            proposal = task.result()
-        except ProposalError:
-            raise  # the provider failed while we prepared: a failed proposal, not a second try
-        except Exception:  # noqa: BLE001
-            return None
-        if proposal.repair_of is not None or pc.crash is not None:
-            return None  # prepared before the last experiment crashed: its repair round goes first
-        first = pc.ideas[0] if pc.ideas else ""
-        if first and pc.crash is None and proposal.idea != first:
-            return None  # the user queued a new idea meanwhile: it goes first
-        if based_on != self.ctx.best_commit():
-            # the running experiment was kept: do the prepared edits still apply onto the new best?
-            r = self.ctx.cfg.research
-            try:
-                apply_edits(pc.files, proposal.edits, self.ctx.root, r.files_in_scope, r.read_only)
-            except Rejected:
-                self.ctx.notice("the prepared proposal no longer applies onto the new best; asking again")
-                return None
-        return proposal
 
 
 def label_retry(proposal: Proposal, crash: RunRecord | None) -> None:

@@ -48,6 +48,9 @@ class RunRecord:
     lines_added: int = 0
     lines_removed: int = 0
     repair_of: int | None = None
+    fallback: str = ""  # the offline proposer ran this because the model failed: why
+    attempts: int = 0  # model answers it took (repair rounds + 1); 0: not a model's proposal
+    transcripts: list[str] = field(default_factory=list)  # .autoresearch/proposals/… of those answers
     reapply_of: int | None = None  # the experiment whose change this re-applies onto a best that moved
     slot: int = 0
     is_baseline: bool = False

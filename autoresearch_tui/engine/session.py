@@ -34,6 +34,7 @@ from .setup import (SetupError, cached_platform, cleanup_worktrees_sync, detect_
                     setup_slots_sync, setup_sync)
 from .state import SessionLock
 from .trackers import find_run_url
+from .transcripts import answers_text, proposal_facts
 from .trial import write_notes
 
 __all__ = ["Session", "SetupError"]
@@ -41,12 +42,14 @@ __all__ = ["Session", "SetupError"]
 
 class Session:
     def __init__(self, cfg: config_mod.Config, proposer: Proposer, max_iterations: int | None = None,
-                 platform: dict[str, Any] | None = None, poll_s: float = 0.05, executor: Executor | None = None):
+                 platform: dict[str, Any] | None = None, poll_s: float = 0.05, executor: Executor | None = None,
+                 fallback: Proposer | None = None):
         self.cfg = cfg
         self.root = cfg.root
         self.bus = EventBus()
         self.bus.on_error = self._subscriber_failed
         self.ctx = Ctx(cfg, proposer, executor or LocalExecutor(), self.bus, platform, poll_s)
+        self.ctx.fallback = fallback
         self.ctx.max_iterations = cfg.research.max_iterations if max_iterations is None else max_iterations
         self._platform_given = platform is not None
         self.lock = SessionLock(self.ctx.paths.state_dir, anchor=self.root)
@@ -236,8 +239,7 @@ class Session:
             facts.append(f"crash: {rec.crash_reason}")
         if tracker:
             facts.append(f"tracker: {tracker}")
-        if rec.hypothesis:
-            facts.append(f"hypothesis: {rec.hypothesis}")
+        facts += proposal_facts(rec)
         if rec.early_stop:
             facts.append(f"early stop: {rec.early_stop}")
         return "\n".join(facts) + "\n\n" + diff + "\n──── curve ────\n" + self.curve_text(rec) + "\n──── log tail ────\n" + tail
@@ -258,6 +260,11 @@ class Session:
             series.append((f"best #{best.iteration}", "·", curves.load(self.root / best.curve)))
         series.append((f"#{rec.iteration}", "●", curves.load(self.root / rec.curve)))
         return textplot.plot(series, width, height)
+
+    def experiment_answers(self, rec: RunRecord) -> str:
+        """The model's raw answers that led to an experiment (the rejected attempts first, each
+        with why), read from its transcripts."""
+        return answers_text(self.root, rec)
 
     # ------------------------------------------------------------------ main
     async def run(self) -> str:

@@ -108,6 +108,7 @@ async def prepare(ctx: Ctx, slot: Slot, job: Job) -> RunRecord:
     if job.ready is not None:
         p, changed, h = job.ready
         ctx.set_phase(Phase.COMMITTING, n, p.description, slot=slot)
+        rec.update(proposer=p.proposer or rec.proposer, fallback=p.fallback, attempts=p.attempts, transcripts=list(p.transcripts))
         rec.parent = job.basis.commit
         rec.commit, rec.ref = await ctx.thread(_commit_sync, ctx, slot, n, p, changed, rec.parent)
         rec.lines_added, rec.lines_removed = p.lines_changed

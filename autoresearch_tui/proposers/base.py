@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ..engine.records import RunRecord
 
@@ -14,6 +14,15 @@ class Edit:
     path: str
     search: str
     replace: str
+
+
+@dataclass
+class Exchange:
+    """One model request: what was sent and what came back (the transcript keeps it, redacted)."""
+
+    model: str
+    prompt: list[dict[str, str]]
+    answer: str = ""
 
 
 @dataclass
@@ -27,6 +36,13 @@ class Proposal:
     cost_usd: float = 0.0
     repair_of: int | None = None  # iteration whose crash this tries to fix
     lines_changed: tuple[int, int] = (0, 0)  # (added, removed), set when validated
+    exchange: Exchange | None = None  # a model's proposal: the prompt and the raw answer
+    # set by the gate, for the record: who proposed it (the fallback says so), why the fallback
+    # ran, how many model answers it took, and the transcripts of those answers
+    proposer: str = ""
+    fallback: str = ""
+    attempts: int = 0
+    transcripts: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -51,15 +67,20 @@ class ProposalContext:
     strategy_note: str = ""
     temperature: float = 0.7
     in_flight: list[RunRecord] = field(default_factory=list)  # experiments running now: count as tried
+    #: the proposer tells the loop about a request in trouble (a failed attempt it retries)
+    report: Callable[[str], None] | None = None
 
 
 class ProposalError(Exception):
     """The proposer could not produce a proposal (provider down, nothing left to try)."""
 
-    def __init__(self, message: str, exhausted: bool = False, retryable: bool = True):
+    def __init__(self, message: str, exhausted: bool = False, retryable: bool = True, kind: str = "",
+                 exchange: Exchange | None = None):
         super().__init__(message)
         self.exhausted = exhausted
         self.retryable = retryable
+        self.kind = kind  # auth | model | connection | timeout | rate_limit | server | "" (other)
+        self.exchange = exchange  # the request that failed (no answer)
 
 
 class Proposer:
@@ -79,6 +100,11 @@ class Proposer:
     def idea_problem(self, idea: str, files: dict[str, str]) -> str | None:
         """Said when the idea is queued: why this proposer will not act on it, or None."""
         return None
+
+    def fix_hint(self, kind: str, reason: str) -> str:
+        """What the user should check after rounds that failed this way (`ProposalError.kind`,
+        "format" for answers that were rejected)."""
+        return "add ideas to the backlog or widen files_in_scope"
 
     @property
     def total_cost(self) -> float:

@@ -1,11 +1,15 @@
-"""The LLM proposer: any model litellm can reach, answering with SEARCH/REPLACE edits.
+"""The LLM proposer: any model litellm can reach, answering with SEARCH/REPLACE edits (or the
+other forms `answers` accepts: a unified diff, a whole file, `NAME = value` lines).
 
 * litellm is imported lazily, in a thread, after setting the environment so that it fetches
   nothing from the network (local cost map), loads no `.env` and prints nothing.
-* We own the retries: backoff on 429 / 5xx / connection errors / timeouts, a hard deadline per
-  request (`asyncio.wait_for`), a bounded number of attempts; litellm's and the OpenAI
-  client's own retries are switched off. Then ProposalError: the loop records a failed
-  proposal and goes on.
+* We own the retries: backoff on 429 / 5xx / connection errors, a hard deadline per request
+  (`asyncio.wait_for`), a bounded number of attempts; litellm's and the OpenAI client's own
+  retries are switched off. A request that reached its deadline is given up and not sent again
+  (the server may still be working on it; the loop asks again in a later round). Every retry is
+  reported to the loop (`ProposalContext.report`): the log says why nothing happens. Then
+  ProposalError, with the kind of failure: the loop records a failed round, runs the fallback
+  proposer meanwhile and, after a few, says what to fix (`fix_hint`).
 * Every error text is redacted (key values from the environment, `sk-…`, bearer tokens)
   before it goes anywhere.
 """
@@ -15,32 +19,16 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import re
-from typing import Any
+from typing import Any, Callable
 
 from ..config import Config
-from ..secrets import is_secret_name
+from .answers import parse_answer  # noqa: F401 - parse_answer: the llm proposer's API
+from .base import Exchange, Proposal, ProposalContext, ProposalError, Proposer
 from .keys import PROVIDER_ENV, key_status  # noqa: F401 - key_status: the llm proposer's API
-from .base import Edit, Proposal, ProposalContext, ProposalError, Proposer
 from .prompt import build_messages
+from .redact import redact  # noqa: F401 - redact: the llm proposer's API
 
 _litellm: Any = None
-_SECRET_SHAPES = [
-    re.compile(r"sk-[A-Za-z0-9_\-]{8,}"),
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9_\-\.=]{8,}"),
-    re.compile(r"(?i)(api[_-]?key[\"']?\s*[:=]\s*[\"']?)[A-Za-z0-9_\-\.]{8,}"),
-]
-
-
-def redact(text: str, env: dict[str, str] | None = None) -> str:
-    env = os.environ if env is None else env
-    out = str(text)
-    for k, v in env.items():
-        if v and len(v) >= 6 and is_secret_name(k):
-            out = out.replace(v, "***")
-    for rx in _SECRET_SHAPES:
-        out = rx.sub(lambda m: (m.group(1) if m.groups() else "") + "***", out)
-    return out
 
 
 def load_litellm() -> Any:
@@ -57,50 +45,6 @@ def load_litellm() -> Any:
         litellm.drop_params = True
         _litellm = litellm
     return _litellm
-
-
-# ------------------------------------------------------------------ parsing
-_FENCE = re.compile(r"^\s*```[\w+-]*\s*$")
-_BLOCK = re.compile(
-    r"<{5,9} ?SEARCH[^\n]*\n(?P<search>.*?)\n?={5,9}[^\n]*\n(?P<replace>.*?)\n?>{5,9} ?REPLACE",
-    re.DOTALL,
-)
-
-
-def _clean_path(line: str) -> str:
-    s = line.strip().strip("`*#").strip()
-    s = re.sub(r"^(file|path|filename)\s*[:=]\s*", "", s, flags=re.I).strip().strip("`*\"'").strip()
-    return s
-
-
-def parse_answer(text: str, scope: list[str]) -> tuple[str, str, list[Edit]]:
-    """(description, hypothesis, edits) from a model's answer; tolerant of fences and spacing."""
-    text = text.replace("\r\n", "\n")
-    desc = hyp = ""
-    m = re.search(r"^\W*DESCRIPTION\W*[:\-]\s*(.+)$", text, re.M | re.I)
-    if m:
-        desc = m.group(1).strip().strip("*").strip()
-    m = re.search(r"^\W*HYPOTHESIS\W*[:\-]\s*(.+)$", text, re.M | re.I)
-    if m:
-        hyp = m.group(1).strip().strip("*").strip()
-    edits: list[Edit] = []
-    for b in _BLOCK.finditer(text):
-        before = text[: b.start()].rstrip("\n").split("\n")
-        path = ""
-        for line in reversed(before[-4:]):
-            if not line.strip() or _FENCE.match(line):
-                continue
-            cand = _clean_path(line)
-            if cand and " " not in cand and (("." in cand) or "/" in cand):
-                path = cand
-            break
-        if not path and len(scope) == 1:
-            path = scope[0]
-        edits.append(Edit(path, b.group("search"), b.group("replace")))
-    if not desc:
-        first = next((ln.strip() for ln in text.splitlines() if ln.strip() and not _FENCE.match(ln)), "")
-        desc = first[:120] if edits else ""
-    return desc[:200], hyp[:300], edits
 
 
 # --------------------------------------------------------------- the client
@@ -130,16 +74,30 @@ class LLMProposer(Proposer):
     def total_tokens(self) -> int:
         return self._tokens
 
-    def _retryable(self, exc: BaseException) -> bool:
-        if isinstance(exc, (asyncio.TimeoutError, TimeoutError, ConnectionError)):
-            return True
-        status = getattr(exc, "status_code", None)
-        if isinstance(status, int):
-            return status == 429 or status == 408 or status >= 500
+    @staticmethod
+    def classify(exc: BaseException) -> str:
+        """The kind of a failed request: timeout | rate_limit | server | connection | auth | model | ""."""
         name = type(exc).__name__
-        return any(k in name for k in ("RateLimit", "Timeout", "APIConnection", "ServiceUnavailable", "InternalServer", "BadGateway"))
+        if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or "Timeout" in name:
+            return "timeout"
+        status = getattr(exc, "status_code", None)
+        text = str(exc).lower()
+        if isinstance(exc, ConnectionError) or "APIConnection" in name or "connection error" in text or "connection refused" in text:
+            return "connection"  # (litellm reports a refused connection as an InternalServerError)
+        if status == 429 or "RateLimit" in name:
+            return "rate_limit"
+        if status in (401, 403) or "Authentication" in name or "PermissionDenied" in name:
+            return "auth"
+        if status == 404 or "NotFound" in name:
+            return "model"
+        if isinstance(status, int) and status >= 500 or any(k in name for k in ("ServiceUnavailable", "InternalServer", "BadGateway")):
+            return "server"
+        if "BadRequest" in name and "model" in str(exc).lower():
+            return "model"
+        return ""
 
-    async def _complete(self, messages: list[dict[str, str]], temperature: float) -> Any:
+    async def _complete(self, messages: list[dict[str, str]], temperature: float,
+                        report: Callable[[str], None] | None = None) -> Any:
         litellm = await asyncio.to_thread(load_litellm)
         kwargs: dict[str, Any] = dict(
             model=self.model, messages=messages, temperature=temperature, max_tokens=self.max_tokens,
@@ -149,6 +107,7 @@ class LLMProposer(Proposer):
             kwargs["api_base"] = self.api_base
             if not any(os.environ.get(v) for v in PROVIDER_ENV.values()):
                 kwargs["api_key"] = "not-needed"  # local servers accept anything
+        exchange = Exchange(self.model, messages)
         last = ""
         for attempt in range(1, self.max_attempts + 1):
             try:
@@ -156,14 +115,20 @@ class LLMProposer(Proposer):
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - classify, redact, retry or give up
+                kind = self.classify(e)
                 last = redact(f"{type(e).__name__}: {e}")[:400]
-                if isinstance(e, asyncio.TimeoutError):
-                    last = f"no answer within {self.deadline:g} s (request_timeout_s)"
-                if not self._retryable(e) or attempt == self.max_attempts:
-                    raise ProposalError(f"LLM request failed after {attempt} attempt(s): {last}") from None
+                if kind == "timeout":
+                    # the client gave up on it: not sent again (a slow or stuck server would only
+                    # get a second copy to work on); the loop asks in a later round
+                    raise ProposalError(f"no answer within {self.deadline:g} s (request_timeout_s); the request was given up, "
+                                        "not retried", kind=kind, exchange=exchange) from None
+                if kind not in ("rate_limit", "server", "connection") or attempt == self.max_attempts:
+                    raise ProposalError(f"LLM request failed after {attempt} attempt(s): {last}", kind=kind, exchange=exchange) from None
                 delay = min(30.0, self.backoff_base * 2 ** (attempt - 1)) * (0.75 + 0.5 * random.random())
+                if report is not None:
+                    report(f"attempt {attempt}/{self.max_attempts} failed ({last[:160]}); retrying in {delay:.0f} s")
                 await asyncio.sleep(delay)
-        raise ProposalError(f"LLM request failed: {last}")
+        raise ProposalError(f"LLM request failed: {last}", exchange=exchange)
 
     def _account(self, resp: Any) -> tuple[int, float]:
         tokens = 0
@@ -182,13 +147,13 @@ class LLMProposer(Proposer):
 
     async def propose(self, ctx: ProposalContext) -> Proposal:
         messages = build_messages(ctx, self.scope, self.cfg.research.read_only)
-        resp = await self._complete(messages, min(2.0, ctx.temperature))
+        resp = await self._complete(messages, min(2.0, ctx.temperature), ctx.report)
         tokens, cost = self._account(resp)
         try:
             text = resp.choices[0].message.content or ""
         except (AttributeError, IndexError, TypeError):
             text = ""
-        desc, hyp, edits = parse_answer(text[:200_000], self.scope)
+        desc, hyp, edits = parse_answer(text[:200_000], self.scope, ctx.files)
         return Proposal(
             description=desc or "(no description)",
             hypothesis=hyp,
@@ -197,4 +162,27 @@ class LLMProposer(Proposer):
             tokens=tokens,
             cost_usd=cost,
             repair_of=ctx.crash.iteration if ctx.crash else None,
+            exchange=Exchange(self.model, messages, text[:200_000]),
         )
+
+    def fix_hint(self, kind: str, reason: str) -> str:
+        """What to fix, naming the model, the server address and the key (never its value)."""
+        provider = self.model.split("/", 1)[0] if "/" in self.model else "openai"
+        env = PROVIDER_ENV.get(provider, "")
+        key = (f"{env} ({'set' if os.environ.get(env) else 'not set'} in the environment)" if env
+               else "the provider's key in the environment")
+        server = self.api_base or f"the {provider} default"
+        facts = f"model '{self.model}' ([proposer] model), server {server} ([proposer] api_base), key {key}"
+        likely = {
+            "auth": f"the server refused the key: check {env or 'the key'}",
+            "model": f"{server} answers 'not found': check [proposer] model '{self.model}' (and, for vLLM or llama.cpp, "
+                     "that api_base ends in /v1)",
+            "connection": f"nothing answers at {server}: start the server or fix [proposer] api_base",
+            "timeout": f"{server} gives no answer within {self.deadline:g} s: is it running and is the model loaded? "
+                       "(or raise request_timeout_s)",
+            "rate_limit": "the provider rate-limits the requests (429): wait, raise the account's limits or use another model",
+            "server": f"{server} answers with server errors: it may be down or overloaded",
+            "format": f"the model answers, but not with usable edits: try a stronger model than '{self.model}' "
+                      "(its raw answers are in .autoresearch/proposals/)",
+        }.get(kind, "check the model, the server and the key")
+        return f"{likely}. Check: {facts}"

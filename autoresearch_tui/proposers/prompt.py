@@ -23,7 +23,8 @@ HYPOTHESIS: <one line: why it should improve the metric>
 
 Use one SEARCH/REPLACE block per place you change (several blocks are allowed). Each SEARCH
 must match the current file exactly once: copy enough lines to be unique. Make one focused
-change (one idea), not several unrelated ones."""
+change (one idea), not several unrelated ones. (Also accepted: a unified diff, the whole edited
+file in one fenced block, or `NAME = value` lines for module-level constants.)"""
 
 
 def build_messages(ctx: ProposalContext, scope: list[str], read_only: list[str]) -> list[dict[str, str]]:

@@ -29,7 +29,7 @@ from ..widgets.logview import LogPane
 from ..widgets.results import ResultsTable
 from ..widgets.slots import SlotsPane
 from ..widgets.status import StatusBar
-from .modals import ConfirmScreen, QuitScreen, TextScreen
+from .modals import ConfirmScreen, ExperimentScreen, QuitScreen, TextScreen
 
 
 # what each key does, in words (the key bar's descriptions are one word)
@@ -41,7 +41,7 @@ HELP_TEXT = {
     "slot": "several slots: the next slot (0-9 pick one); the log follows it, x kills its run",
     "keep": "override: keep the selected experiment (re-applies a discarded one)",
     "discard": "override: discard the selected experiment",
-    "diff": "show the selected experiment's diff and log (there c copies the diff)",
+    "diff": "show the selected experiment's diff and log (there c copies the diff, a shows the model's answers)",
     "copy": "copy the selected experiment's commit hash (OSC 52 clipboard)",
     "restart": "after the session ended: start a new one on the same configuration (it resumes)",
     "idea": "type an idea for the next iteration",
@@ -205,6 +205,10 @@ class MainScreen(Screen):
             self.query_one(BacklogPane).set_ideas(e.ideas)
         elif isinstance(e, ev.CostUpdated):
             status.cost, status.tokens = e.total_usd, e.total_tokens
+        elif isinstance(e, ev.ModelHealth):
+            status.health = e
+        elif isinstance(e, ev.ModelActivity):
+            self.app.notify(format_event(e, self.cfg.metric.name) or "", severity="warning", timeout=6, markup=False)
         elif isinstance(e, ev.ProgressReport):
             pass  # the status bar shows the iteration and the best vs the baseline; the table the counts
         elif isinstance(e, ev.Notice):
@@ -380,7 +384,8 @@ class MainScreen(Screen):
         rec = self.query_one(ResultsTable).selected()
         if rec is None:
             return
-        screen = TextScreen(f"#{rec.iteration} {rec.description} — {rec.status} · c copies the diff", copy_what="the diff")
+        screen = ExperimentScreen(f"#{rec.iteration} {rec.description} — {rec.status} · c copies the diff · a the model's answers",
+                                  lambda: self.session.experiment_answers(rec))
         self.app.push_screen(screen)
         self._load_diff(rec, screen)
 

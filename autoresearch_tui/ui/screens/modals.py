@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -84,3 +87,27 @@ class TextScreen(ModalScreen[None]):
     def set_body(self, body: str, copy_text: str = "") -> None:
         self.body, self.copy_text = body, copy_text
         self.query_one("#text-body", Static).update(body)
+
+
+class ExperimentScreen(TextScreen):
+    """An experiment's diff view; `a` opens the model's raw answers that led to it (the rejected
+    attempts first, each with the reason), read from its transcripts."""
+
+    BINDINGS = [Binding("a", "answers", "Answers", id="text-answers")]
+
+    def __init__(self, title: str, answers: Callable[[], str], body: str = "loading…") -> None:
+        super().__init__(title, body, copy_what="the diff")
+        self.answers = answers
+
+    def action_answers(self) -> None:
+        screen = TextScreen(f"{self.title_text.split(' · ')[0]} — the model's answers · escape closes")
+        self.app.push_screen(screen)
+        self._load_answers(screen)
+
+    @work(thread=True, group="answers")
+    def _load_answers(self, screen: TextScreen) -> None:
+        text = self.answers()
+        try:
+            self.app.call_from_thread(screen.set_body, text)
+        except Exception:  # noqa: BLE001 - closed meanwhile
+            pass

@@ -51,7 +51,8 @@ class ResultsTable(DataTable):
                           + (" !" if rec.flag else "")),
             "mem": Text(f"{mem:.1f}" if mem is not None else "—"),
             "status": Text(label, style=f"{STATUS_STYLE.get(status, 'bold')} {colour}".strip()),
-            "desc": Text(desc[:120]),
+            # a fallback experiment (the offline proposer ran while the model failed): in italics
+            "desc": Text(desc[:120], style="italic" if rec.fallback else ""),
             "idea": Text(rec.idea[:40]),
         }
 

@@ -11,6 +11,7 @@ from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import ProgressBar
 
+from ...engine.events import ModelHealth
 from ...engine.records import RunRecord
 from ...fsio import fmt_metric
 
@@ -84,6 +85,7 @@ class StatusBar(Horizontal):
         self.paused = False
         self.session_done = 0
         self.noise = 0.0
+        self.health: ModelHealth | None = None  # the model's (the llm proposer's)
 
     def compose(self) -> ComposeResult:
         yield StatusText(id="status-text")
@@ -125,6 +127,10 @@ class StatusBar(Horizontal):
         t.append(f"· {fmt_duration(now - self.session_start)} ")
         if self.cost or self.tokens:
             t.append(f"· ${self.cost:.2f} {self.tokens} tok ")
+        if self.health is not None:
+            text, bad = health_text(self.health, now)
+            style = f"bold {self.app.theme_variables.get('warning', '')}".strip() if bad else ""
+            t.append(f"· {text} ", style=style)
         t.append("\n")
         over = False
         if self.run_start is not None and self.budget:
@@ -156,3 +162,15 @@ class StatusBar(Horizontal):
         total, progress = (self.budget, round(min(self.budget, now - self.run_start))) if (self.run_start is not None and self.budget) else (100, 0)
         if (bar.total, bar.progress) != (total, progress):
             bar.update(total=total, progress=progress)
+
+
+def health_text(h: ModelHealth, now: float) -> tuple[str, bool]:
+    """The model's health in a few words, and whether it is in trouble: "model ok · fallback 0%",
+    "model ✗ 3 failed (last: …) · again in 40 s · fallback 50%", "model retrying: …"."""
+    share = f" · fallback {h.fallbacks / h.proposals * 100:.0f}%" if h.proposals else ""
+    if h.activity:
+        return f"model retrying: {h.activity[:60]}{share}", True
+    if h.failed_in_row:
+        again = f" · again in {h.retry_at - now:.0f} s" if h.retry_at > now else ""
+        return f"model ✗ {h.failed_in_row} failed (last: {h.last_error[:50]}){again}{share}", True
+    return f"model ok{share}", bool(h.fallbacks and h.proposals and h.fallbacks * 2 > h.proposals)
