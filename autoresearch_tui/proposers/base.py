@@ -50,6 +50,7 @@ class ProposalContext:
     crash: RunRecord | None = None  # a crash to repair (same idea)
     strategy_note: str = ""
     temperature: float = 0.7
+    in_flight: list[RunRecord] = field(default_factory=list)  # experiments running now: count as tried
 
 
 class ProposalError(Exception):
