@@ -14,8 +14,8 @@
   start; t falls to noise_k as measurements pile up.
 * **policies**: `strict` (upstream: better than the reference by more than min_delta);
   `margin` (one run, better by more than the margin; a candidate better by more than LOW
-  standard errors against a best measured only once — a single run that won — re-measures
-  the best first); `confirm` (better by more than the margin is kept; a candidate better than
+  standard errors against a best measured fewer than MARGIN_REF times — a kept single run is
+  a lucky one — re-measures the best first); `confirm` (better by more than the margin is kept; a candidate better than
   the reference by more than LOW standard errors but not by the margin is run again, up to
   MAX_RUNS runs, and the best is re-measured too while it has no more measurements than the
   candidate). Every new run goes into the noise estimate, and the candidate is decided again

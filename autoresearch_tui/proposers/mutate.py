@@ -192,16 +192,6 @@ class MutateProposer(Proposer):
             return {"name": m.group(1), "old": m.group(2), "new": m.group(3)}
         return None
 
-    @staticmethod
-    def _mutation_of(rec: RunRecord) -> dict[str, Any] | None:
-        mut = rec.mutation
-        if isinstance(mut, dict) and "name" in mut:
-            return mut
-        m = _DESC.match(rec.description)
-        if m:
-            return {"name": m.group(1), "old": m.group(2), "new": m.group(3)}
-        return None
-
     def _state(self, ctx: ProposalContext, consts: list[Constant]) -> tuple[dict[str, set[str]], set[tuple[str, str]], dict[str, int]]:
         """(values tried per constant on the current code, every (name, value) ever tried, the
         direction each constant last won in: +1 up, −1 down)."""
