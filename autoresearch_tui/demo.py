@@ -3,7 +3,7 @@
 Every run of the example trains on the same number of tokens (`prepare.TRAIN_TOKENS`), so its
 result does not depend on the machine's speed or load. The time budget only stops a run that is
 far too slow: a new demo measures how fast the baseline trains here first (`calibrate`) and
-allows three times what the baseline needs.
+allows five times what the baseline needs (at least a minute).
 """
 
 from __future__ import annotations
@@ -46,8 +46,8 @@ def _git(root: Path, *args: str) -> None:
 
 
 CALIBRATE_S = 4.0  # seconds of training to measure the speed
-SLACK = 3.0  # the budget: this many times what the baseline needs here
-MIN_BUDGET_S = 30.0
+SLACK = 5.0  # the budget: this many times what the baseline needs here (other work may slow it down)
+MIN_BUDGET_S = 60.0
 
 
 def calibrate(root: Path) -> tuple[float | None, str]:
