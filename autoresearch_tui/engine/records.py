@@ -256,25 +256,24 @@ class History:
                 out = r
         return out
 
-    def measurements(self, commit: str) -> list[float]:
-        """Every measurement of this commit's code (see the module's docstring)."""
-        out: list[float] = []
-        for r in self.records:
-            if r.commit == commit and r.metric is not None and not r.crash_reason:
-                out.extend(r.runs or [r.metric])
-            if r.best_commit == commit:
-                out.extend(r.best_runs)
-        return out
-
-    def noise_estimate(self, candidate: list[float] | None = None, best_extra: list[float] | None = None) -> tuple[float, int]:
-        """(spread, degrees of freedom): the pooled standard deviation of every repeated
-        measurement, with a candidate's runs and new runs of the best not recorded yet."""
+    def _measured(self) -> dict[str, list[float]]:
+        """Every measurement, by the commit whose code it measured (a record without one: alone)."""
         groups: dict[str, list[float]] = {}
         for r in self.records:
             if r.metric is not None and not r.crash_reason:
                 groups.setdefault(r.commit or f"#{r.iteration}", []).extend(r.runs or [r.metric])
             if r.best_runs:
                 groups.setdefault(r.best_commit, []).extend(r.best_runs)
+        return groups
+
+    def measurements(self, commit: str) -> list[float]:
+        """Every measurement of this commit's code (see the module's docstring)."""
+        return list(self._measured().get(commit, [])) if commit else []
+
+    def noise_estimate(self, candidate: list[float] | None = None, best_extra: list[float] | None = None) -> tuple[float, int]:
+        """(spread, degrees of freedom): the pooled standard deviation of every repeated
+        measurement, with a candidate's runs and new runs of the best not recorded yet."""
+        groups = self._measured()
         if best_extra:
             best = self.best()
             groups.setdefault(best.commit if best else "", []).extend(best_extra)
