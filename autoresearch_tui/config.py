@@ -82,7 +82,7 @@ class MetricConfig:
     secondary: list[str] = field(default_factory=lambda: ["peak_vram_mb", "training_seconds"])
     baseline_runs: int = 1
     keep_policy: str = "strict"
-    noise_k: float = 2.0
+    noise_k: float = 2.5
     progress_pattern: str = ""  # a regex with named groups: loss, and pct | seconds | step (curves)
 
 

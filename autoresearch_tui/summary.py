@@ -31,13 +31,25 @@ def _category(rec: RunRecord) -> str:
     return words[0] if words else "other"
 
 
-def _change(base: RunRecord | None, best: RunRecord | None, pct_fmt: str) -> str | None:
-    """best − baseline with its percentage, or None when either is missing."""
-    if base is None or best is None or base.metric is None or best.metric is None:
+def _mean_text(mean: float | None, n: int) -> str:
+    return fmt_metric(mean) + (f" (mean of {n} runs)" if n > 1 else "")
+
+
+def _outcome(history: History, pct_fmt: str) -> tuple[str, str, str] | None:
+    """(baseline, best, change) as text, each value the mean of its measurements; None before a
+    baseline. A best that is not better than the baseline is never reported as the best: the
+    baseline is, and the change says where the branch stands."""
+    (base, nb), (best, n) = history.baseline_reference(), history.reference()
+    if base is None or best is None:
         return None
-    d = best.metric - base.metric
-    pct = pct_fmt.format(d / abs(base.metric) * 100) if base.metric else ""
-    return f"{d:+.6f}{pct}"
+    if not history.beats_baseline():
+        b = history.best()
+        at_base = b is None or b.commit == (history.baseline() or b).commit
+        note = "nothing beat the baseline" + ("" if at_base else f"; the branch measures {_mean_text(best, n)}")
+        return _mean_text(base, nb), _mean_text(base, nb), note
+    d = best - base
+    pct = pct_fmt.format(d / abs(base) * 100) if base else ""
+    return _mean_text(base, nb), _mean_text(best, n), f"{d:+.6f}{pct}"
 
 
 def proposals_section(history: History) -> list[str]:
@@ -74,18 +86,19 @@ def proposals_section(history: History) -> list[str]:
 
 
 def completion_text(history: History) -> str:
-    base, best, c = history.baseline(), history.best(), history.counts()
+    c = history.counts()
     lines = [f"=== Autoresearch Complete ({len(history.experiments())} iterations) ==="]
-    change = _change(base, best, ", {:+.2f}%")
-    if change is not None:
-        lines.append(f"Baseline: {fmt_metric(base.metric)} → Best: {fmt_metric(best.metric)} ({change})")  # type: ignore[union-attr]
+    out = _outcome(history, ", {:+.2f}%")
+    if out is not None:
+        lines.append(f"Baseline: {out[0]} → Best: {out[1]} ({out[2]})")
     # crashes count every crashed run: a baseline that crashed is one too (the session ended on it)
     crashes = sum(1 for r in history.records if r.status == "crash")
     lines.append(f"Keeps: {c['keep']} | Discards: {c['discard']} | Crashes: {crashes}")
     crashed_base = [r for r in history.records if not r.is_experiment and r.status == "crash"]
-    if crashed_base and base is None:
+    if crashed_base and history.baseline() is None:
         lines.append(f"Baseline crashed: {crashed_base[-1].crash_reason[:160]}")
-    if best:
+    best = history.best()
+    if best and history.beats_baseline():
         lines.append(f"Best experiment: #{best.iteration} — {best.description}")
     return "\n".join(lines)
 
@@ -110,7 +123,7 @@ def _worse_or_better(gain: float, direction: str) -> str:
 
 
 def render(cfg: Config, history: History, platform: dict[str, Any], cost_usd: float, started_at: float | None, start_branch: str = "") -> str:
-    base, best, c = history.baseline(), history.best(), history.counts()
+    best, c = history.best(), history.counts()
     runs = history.experiments()
     m = cfg.metric
     times = [r.started_at for r in history if r.started_at] + [r.ended_at for r in history if r.ended_at]
@@ -135,9 +148,10 @@ def render(cfg: Config, history: History, platform: dict[str, Any], cost_usd: fl
         f"| Baseline {m.name} | Best {m.name} | Improvement | Best commit |",
         "|---|---|---|---|",
     ]
-    change = _change(base, best, " ({:+.2f}%)")
-    if change is not None:
-        out.append(f"| {fmt_metric(base.metric)} | {fmt_metric(best.metric)} | {change} | {best.commit[:7]} |")  # type: ignore[union-attr]
+    result = _outcome(history, " ({:+.2f}%)")
+    shown = best if history.beats_baseline() else history.baseline()
+    if result is not None and shown is not None:
+        out.append(f"| {result[0]} | {result[1]} | {result[2]} | {shown.commit[:7]} |")
     else:
         out.append("| — | — | — | — |")
     out += [
@@ -190,7 +204,7 @@ def render(cfg: Config, history: History, platform: dict[str, Any], cost_usd: fl
             "```sh",
             f"git switch {target}",
             f"git merge --squash {cfg.branch}   # all kept changes as one commit",
-            f"git commit -m \"autoresearch {cfg.tag}: {m.name} {fmt_metric(base and base.metric)} -> {fmt_metric(best and best.metric)}\"",
+            f"git commit -m \"autoresearch {cfg.tag}: {m.name} {fmt_metric(history.baseline_reference()[0])} -> {fmt_metric(history.reference()[0])}\"",
             "# or, one by one:",
             f"# git cherry-pick {shas}",
             "```",

@@ -1,9 +1,10 @@
 """`python -m bench [--quick] [--write] [NAME ...]`: run the benchmarks, print a table.
 
---write   also replace the table in BENCHMARKS.md (with the machine and the date)
+--write   also replace the table in BENCHMARKS.md (with the machine and the date); with NAMEs,
+          the table of exactly those benchmarks (a block of its own)
 --quick   fewer repetitions (kill cycles 20 instead of 100, shorter sessions)
 NAME      only these: duty, duty_failing, overhead, kill, io, slots, slots_duty, slots_overhead, slurm, early_stop,
-          first_frame, idle, flood, table
+          first_frame, idle, flood, table, keep, search
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench import curves_bench as C  # noqa: E402
 from bench import engine_bench as E  # noqa: E402
+from bench import policy_bench as P  # noqa: E402
+from bench import search_bench as S  # noqa: E402
 from bench import ui_bench as U  # noqa: E402
 
 
@@ -53,6 +56,8 @@ def main(argv: list[str]) -> int:
         "idle": lambda: U.idle_cpu(),
         "flood": lambda: U.flood(),
         "table": lambda: U.table_load(),
+        "keep": lambda: P.keep_decisions(sessions=500 if quick else 3000),
+        "search": lambda: S.search_speed(seeds=30 if quick else 100),
     }
     rows = []
     t_all = time.time()
@@ -71,13 +76,15 @@ def main(argv: list[str]) -> int:
         v = f"{value:.3f}" if isinstance(value, float) and value < 10 else f"{value:,.1f}" if isinstance(value, float) else str(value)
         lines.append(f"| {name} | {v} {unit} | {goal} | {'yes' if ok else '**no**'} | {note} |")
     table = "\n".join(lines)
-    header = f"Machine: {machine()}. Date: {dt.date.today().isoformat()}. Run: `python -m bench{' --quick' if quick else ''}` ({time.time() - t_all:.0f} s)."
+    command = " ".join(["python -m bench", *(["--quick"] if quick else []), *names])
+    header = f"Machine: {machine()}. Date: {dt.date.today().isoformat()}. Run: `{command}` ({time.time() - t_all:.0f} s)."
     print(header)
     print(table)
     if write:
         path = ROOT / "BENCHMARKS.md"
         text = path.read_text() if path.exists() else ""
-        start, end = "<!-- bench:start -->", "<!-- bench:end -->"
+        which = f":{','.join(names)}" if names else ""
+        start, end = f"<!-- bench{which}:start -->", f"<!-- bench{which}:end -->"
         block = f"{start}\n{header}\n\n{table}\n{end}"
         if start in text and end in text:
             text = text[: text.index(start)] + block + text[text.index(end) + len(end):]

@@ -30,7 +30,7 @@ def test_demo_headless_runs_real_training_and_records_rows(tmp_path):
             assert 0.5 < r["metric"] < 12.0  # real bits per byte of a barely trained byte-level LM
             assert r["secondary"]["num_steps"] >= 1
             assert r["secondary"]["training_seconds"] >= 1.5
-    assert recs[1]["description"].startswith("LEARNING_RATE 0.0003 -> ")
+    assert recs[1]["description"].startswith("LEARNING_RATE 0.001 -> ")
     assert "=== Autoresearch Complete (2 iterations) ===" in p.stdout
     assert f"demo: example copied to {target}" in p.stderr
     # a second call continues the same demo session (no new baseline)
@@ -39,6 +39,23 @@ def test_demo_headless_runs_real_training_and_records_rows(tmp_path):
     assert p.returncode == 0, p.stderr
     assert len(tsv_rows(target)) == 4
     assert f"demo: resuming the demo in {target}" in p.stderr and "copied" not in p.stderr
+
+
+def test_demo_budget_is_five_times_what_the_baseline_needs_at_the_measured_speed(tmp_path):
+    from autoresearch_tui.demo import calibrate
+
+    # a stand-in for the example: it trains 100 of its 600 steps in the seconds it is given
+    (tmp_path / "train.py").write_text(
+        "import os\n"
+        "assert os.environ['AUTORESEARCH_TIME_BUDGET'] == '4.0'\n"
+        "print('step 100/600', end='\\r')\n"
+        "print('\\nnum_steps: 100\\ntraining_seconds: 4.0\\nplanned_steps: 600')\n")
+    budget, why = calibrate(tmp_path)
+    assert budget == 120  # 25 steps/s: 600 steps need 24 s; x5
+    assert "25 steps/s" in why and "about 24 s" in why and "time budget 120 s" in why
+    (tmp_path / "train.py").write_text("raise SystemExit('no torch here')\n")
+    budget, why = calibrate(tmp_path)
+    assert budget is None and "no torch here" in why
 
 
 def test_demo_without_torch_says_how_to_install_and_exits_2(tmp_path):

@@ -245,3 +245,46 @@ def test_completion_counts_a_crashed_baseline():
                         crash_reason="no val_bpb in the log")
     text = completion_text(History([crashed], direction="minimize"))
     assert "Crashes: 1" in text and "Baseline crashed: no val_bpb in the log" in text, text
+
+
+# ------------------------------------------------------------------ noise, reference, and a lucky keep
+def lucky_keep() -> History:
+    """Baseline 3 runs (mean 1.0); #3 kept on runs 0.97 and 0.98; #4 re-measured #3 twice while
+    being decided (1.03, 1.04): #3's mean is then 1.005 — worse than the baseline."""
+    b = "b" * 40
+
+    def base(i, v):
+        return RunRecord(iteration=i, status="keep", metric=v, commit=b, is_baseline=True, description="baseline")
+
+    return History([
+        base(0, 1.01), base(1, 0.99), base(2, 1.0),
+        RunRecord(iteration=3, status="keep", metric=0.975, runs=[0.97, 0.98], commit="3" * 40, description="LR 0.01 -> 0.02",
+                  best_before=1.01),
+        RunRecord(iteration=4, status="discard", metric=0.99, runs=[0.99, 0.99, 0.99], commit="4" * 40, description="WD 0.1 -> 0.2",
+                  best_runs=[1.03, 1.04], best_commit="3" * 40, best_before=0.975),
+    ], direction="minimize")
+
+
+def test_noise_pools_every_repeat_and_the_reference_is_the_mean_of_all_runs_of_the_best():
+    h = lucky_keep()
+    assert h.measurements("3" * 40) == [0.97, 0.98, 1.03, 1.04]
+    assert h.reference() == (pytest.approx(1.005), 4)
+    assert h.baseline_reference() == (pytest.approx(1.0), 3)
+    spread, df = h.noise_estimate()
+    # baseline: 2 df, #3 (four runs): 3 df, #4: 2 df (all equal)
+    ss = 0.0002 + 2 * (0.035 ** 2 + 0.025 ** 2)
+    assert df == 7 and spread == pytest.approx((ss / 7) ** 0.5)
+    assert h.noise_estimate([0.5, 0.7], [1.0])[1] == 7 + 1 + 1  # a candidate's runs and a new run of the best count
+
+
+def test_a_best_no_better_than_the_baseline_is_never_reported_as_the_best(cfg):
+    h = lucky_keep()
+    assert not h.beats_baseline()
+    text = completion_text(h)
+    assert "Baseline: 1.000000 (mean of 3 runs) → Best: 1.000000 (mean of 3 runs) (nothing beat the baseline; " \
+           "the branch measures 1.005000 (mean of 4 runs))" in text
+    assert "Best experiment" not in text
+    summary = render(cfg, h, {}, 0.0, None)
+    assert "| 1.000000 (mean of 3 runs) | 1.000000 (mean of 3 runs) | nothing beat the baseline;" in summary
+    _, after = render_notes(cfg, h, {})
+    assert "Baseline 1.000000 (mean of 3 runs) → no better than the baseline (the branch measures 1.005000 (mean of 4 runs))" in after

@@ -12,7 +12,7 @@ from autoresearch_tui.engine.records import RunRecord
 from autoresearch_tui.proposers.base import ProposalContext, ProposalError
 from autoresearch_tui.proposers.edits import Rejected, apply_edits, diff_hash
 from autoresearch_tui.proposers.base import Edit
-from autoresearch_tui.proposers.mutate import MutateProposer, find_constants, fmt
+from autoresearch_tui.proposers.mutate import MutateProposer, candidates, find_constants, fmt
 
 
 def test_summary_block_form_last_match_wins():
@@ -89,10 +89,10 @@ def test_find_constants_skips_seed_paths_and_inner_names():
     assert opt.choices == ["adamw", "sgd"]
 
 
-def _ctx(files, history=(), ideas=(), rejected=()):
+def _ctx(files, history=(), ideas=(), rejected=(), in_flight=()):
     return ProposalContext(
         iteration=len(history), root=Path("."), files=dict(files), read_only={}, goal="", metric="m",
-        direction="minimize", history=list(history), ideas=list(ideas), rejected=list(rejected),
+        direction="minimize", history=list(history), ideas=list(ideas), rejected=list(rejected), in_flight=list(in_flight),
     )
 
 
@@ -102,9 +102,9 @@ def run(coro):
 
 def test_mutate_first_proposal_and_edit_applies():
     p = run(MutateProposer().propose(_ctx({"train.py": SRC})))
-    assert p.description == "LR 0.001 -> 0.002"
+    assert p.description == "LR 0.001 -> 0.00125"  # the nearest move first
     new = apply_edits({"train.py": SRC}, p.edits, Path("."), ["train.py"], [])
-    assert "LR = 0.002\n" in new["train.py"]
+    assert "LR = 0.00125\n" in new["train.py"]
 
 
 def test_mutate_never_repeats_and_explores_around_a_win():
@@ -170,3 +170,105 @@ def test_diff_hash_ignores_whitespace_but_not_content():
     old = {"t.py": "A = 1\nB = 2\n"}
     assert diff_hash(old, {"t.py": "A = 3\nB = 2\n"}) == diff_hash(old, {"t.py": "A  =  3\nB = 2\n"})
     assert diff_hash(old, {"t.py": "A = 3\nB = 2\n"}) != diff_hash(old, {"t.py": "A = 4\nB = 2\n"})
+    # the same edit made to other code (B was kept at 5 meanwhile) is another experiment
+    assert diff_hash(old, {"t.py": "A = 3\nB = 2\n"}) != diff_hash({"t.py": "A = 1\nB = 5\n"}, {"t.py": "A = 3\nB = 5\n"})
+
+
+# ------------------------------------------------------------------ the offline search's order
+def _proposals(files, n, keep=lambda p: False, hist=None):
+    """Up to n proposals in a row (fewer when it runs out), each recorded (kept when `keep(p)`),
+    the files following the keeps."""
+    prop, hist, files, out = MutateProposer(), list(hist or []), dict(files), []
+    for _ in range(n):
+        try:
+            p = run(prop.propose(_ctx(files, hist)))
+        except ProposalError:
+            break
+        out.append(p.description)
+        kept = keep(p)
+        hist.append(RunRecord(iteration=len(hist), status="keep" if kept else "discard", description=p.description, mutation=p.mutation))
+        if kept:
+            files = apply_edits(files, p.edits, Path("."), ["train.py"], [])
+            files = {"train.py": files["train.py"]}
+    return out
+
+
+def test_mutate_tries_nearest_moves_first_then_wider():
+    assert _proposals({"train.py": "LR = 0.01\nWIDTH = 64\n"}, 8) == [
+        "LR 0.01 -> 0.0125", "LR 0.01 -> 0.008", "WIDTH 64 -> 80", "WIDTH 64 -> 51",
+        "LR 0.01 -> 0.011", "LR 0.01 -> 0.00909", "WIDTH 64 -> 70", "WIDTH 64 -> 58"]
+    assert _proposals({"train.py": "LR = 0.01\n"}, 12)[4:] == [
+        "LR 0.01 -> 0.015", "LR 0.01 -> 0.00667", "LR 0.01 -> 0.02", "LR 0.01 -> 0.005",
+        "LR 0.01 -> 0.04", "LR 0.01 -> 0.0025", "LR 0.01 -> 0.1", "LR 0.01 -> 0.001"]
+
+
+def test_mutate_continues_a_win_with_the_moves_own_factor_and_then_its_direction_first():
+    # DEPTH 3 -> 4 won: 4 -> 5; WARMUP 20 -> 16 won: 16 -> 13 (x0.8 again, not 16 x 16/20 rounded), 13 -> 10
+    seen = _proposals({"train.py": "WARMUP = 20\nDEPTH = 3\n"}, 6, keep=lambda p: p.description in (
+        "WARMUP 20 -> 16", "WARMUP 16 -> 13", "DEPTH 3 -> 4"))
+    assert seen == ["DEPTH 3 -> 4", "DEPTH 4 -> 5", "WARMUP 20 -> 25", "WARMUP 20 -> 16", "WARMUP 16 -> 13", "WARMUP 13 -> 10"]
+    assert _proposals({"train.py": "WARMUP = 25\n"}, 1, hist=[RunRecord(
+        iteration=1, status="keep", description="WARMUP 20 -> 25", mutation={"name": "WARMUP", "old": "20", "new": "25"})]) == ["WARMUP 25 -> 31"]
+    # after a keep elsewhere WARMUP's moves are open again, and down (the way it won) comes first
+    mut = lambda name, old, new: {"name": name, "old": old, "new": new}  # noqa: E731
+    nxt = _proposals({"train.py": "WARMUP = 13\nDEPTH = 4\n"}, 1, hist=[
+        RunRecord(iteration=1, status="keep", description="WARMUP 16 -> 13", mutation=mut("WARMUP", "16", "13")),
+        RunRecord(iteration=2, status="discard", description="WARMUP 13 -> 10", mutation=mut("WARMUP", "13", "10")),
+        RunRecord(iteration=3, status="keep", description="DEPTH 3 -> 4", mutation=mut("DEPTH", "3", "4")),
+        RunRecord(iteration=4, status="discard", description="DEPTH 4 -> 5", mutation=mut("DEPTH", "4", "5"))])
+    assert nxt == ["WARMUP 13 -> 10"]
+
+
+def test_mutate_reopens_a_constants_values_after_another_is_kept():
+    files = {"train.py": "LR = 0.01\nWD = 0.1\n"}
+    tried_lr = [RunRecord(iteration=i, status="discard", description=d, mutation={"name": "LR", "old": "0.01", "new": v})
+                for i, (d, v) in enumerate([("LR 0.01 -> 0.0125", "0.0125"), ("LR 0.01 -> 0.008", "0.008")], 1)]
+    wd = [RunRecord(iteration=3, status="discard", description="WD 0.1 -> 0.125", mutation={"name": "WD", "old": "0.1", "new": "0.125"}),
+          RunRecord(iteration=4, status="discard", description="WD 0.1 -> 0.08", mutation={"name": "WD", "old": "0.1", "new": "0.08"})]
+    # nothing kept: LR's tried values stay tried; the search widens
+    assert _proposals(files, 1, hist=tried_lr + wd) == ["LR 0.01 -> 0.011"]
+    # WD 0.1 -> 0.08 kept: on the new code LR's nearest moves are open again (after WD's next step)
+    wd[1].status = "keep"
+    files = {"train.py": "LR = 0.01\nWD = 0.08\n"}
+    assert _proposals(files, 3, hist=tried_lr + wd) == ["WD 0.08 -> 0.064", "LR 0.01 -> 0.0125", "LR 0.01 -> 0.008"]
+
+
+def test_experiments_in_flight_count_as_tried():
+    running = RunRecord(iteration=1, status="", description="LR 0.001 -> 0.00125", mutation={"name": "LR", "old": "0.001", "new": "0.00125"})
+    p = run(MutateProposer().propose(_ctx({"train.py": SRC}, in_flight=[running])))
+    assert p.description == "LR 0.001 -> 0.0008"
+
+
+def test_only_module_level_settings_are_candidates():
+    src = (
+        "LR = 0.01\n"
+        "step = 0\n"  # a loop counter
+        "while step < 3:\n"
+        "    step += 1\n"
+        "WIDTH = 64\n"
+        "WIDTH = 128  # reassigned later\n"
+        "for i in range(2):\n"
+        "    pass\n"
+        "i = 5\n"  # also a loop target above
+        "CALLS = 0\n"
+        "def count():\n"
+        "    global CALLS\n"
+        "    CALLS += 1\n"
+        "    LR = 1.0  # a local, not the setting\n"
+        "    return LR\n"
+        "K = 3\n"
+        "ks = [K for K in range(K)]\n"  # a comprehension's own name
+    )
+    assert [c.name for c in find_constants("train.py", src)] == ["LR", "K"]
+
+
+def test_aliased_constants_are_tuned_once_and_signs_change_where_values_may_be_negative():
+    src = "LR_BASE = 0.01\nLR_MULT = 1.0\nlr = LR_BASE * LR_MULT\nscale = 2 / (LR_MULT * LR_BASE)\nOUT_BIAS = 0.5\nSHIFT_STEPS = -2\n"
+    seen = {d.split()[0] for d in _proposals({"train.py": src}, 40)}
+    assert seen == {"LR_BASE", "OUT_BIAS", "SHIFT_STEPS"}
+    # used on its own too: then it is a setting of its own
+    assert "LR_MULT" in {d.split()[0] for d in _proposals({"train.py": src + "warm = LR_MULT > 1\n"}, 40)}
+    consts = {c.name: c for c in find_constants("train.py", src)}
+    assert [-0.5] in candidates(consts["OUT_BIAS"])  # a bias may be negative: its sign is a move
+    assert candidates(consts["SHIFT_STEPS"])[0] == [-1, -3] and [2] in candidates(consts["SHIFT_STEPS"])
+    assert all(x > 0 for tier in candidates(consts["LR_BASE"]) for x in tier)  # a learning rate never is

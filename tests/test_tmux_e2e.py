@@ -120,7 +120,7 @@ def test_tui_in_tmux_panes_table_pause_and_clean_quit(tmp_path):
         assert "git log autoresearch/t1" in text and "val_bpb (minimize)" in text
         # the table fills: the baseline and experiment #1
         t.wait_for(lambda s: "baseline" in s and "keep" in s, 60, "the baseline row")
-        t.wait_for(lambda s: "LR 0.01 -> 0.02" in s, 60, "an experiment row")
+        t.wait_for(lambda s: "LR 0.01 -> 0.0125" in s, 60, "an experiment row")
         gate.wait_arrived(2)  # experiment #2 is running
         t.wait_for(lambda s: s.startswith(" RUNNING "), 30, "the running badge")
         t.run("send-keys", "-t", t.name, "p")

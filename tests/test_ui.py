@@ -229,7 +229,7 @@ async def test_enter_shows_the_diff_and_stop_ends_the_session(tmp_path, gate):
         await wait_for(pilot, lambda: isinstance(app.screen, TextScreen), 10, "the diff dialog")
         body = app.screen.query_one("#text-body")
         await wait_for(pilot, lambda: "diff --git" in str(body.render()), 10, "diff")
-        assert "-LR = 0.01" in str(body.render()) and "+LR = 0.02" in str(body.render())  # experiment #1's own diff
+        assert "-LR = 0.01" in str(body.render()) and "+LR = 0.0125" in str(body.render())  # experiment #1's own diff
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, MainScreen), 10, "back to the main screen")
         gate.release(2)  # the run that was going finishes and is recorded; nothing new starts

@@ -9,7 +9,7 @@ position is the elapsed time over the budget. Curves are kept compactly (at most
 
 **Early stopping** (`[research] early_stop`): after a minimum share of the budget, a run whose
 loss has been worse than the best run's at the same position by more than ``k`` spreads for a
-while — and, at the pace the gap changes, would not catch up by the end — is stopped. The spread at a position is the robust spread
+while — and, at the pace the gap changes, would not catch up by the end — is stopped. The spread at a position is the standard deviation
 of the baseline repeats' curves there, never less than a floor (a share of the loss) that stands
 in when there is only one curve. It is recorded as discard with the reason; an early-stopped run
 is never kept and its curve never becomes the reference.
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .policy import robust_spread
+from .policy import pooled_spread
 
 NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 UPSTREAM = re.compile(rf"step\s+(?P<step>\d+)\s*\((?P<pct>{NUM})%\).*?\bloss\b\s*[:=]?\s*(?P<loss>{NUM})", re.I)
@@ -149,7 +149,7 @@ def verdict(live: list[tuple[float, float]], best: list[tuple[float, float]], re
         ref = at(best, p)
         if ref is None:
             return ""
-        spread = robust_spread([y for y in (at(c, p) for c in repeats) if y is not None]) if len(repeats) >= 2 else 0.0
+        spread = pooled_spread([[y for y in (at(c, p) for c in repeats) if y is not None]])[0] if len(repeats) >= 2 else 0.0
         margin = setting.k * max(spread, setting.floor * abs(ref))
         gap = sign * (v - ref)
         if gap <= margin:

@@ -3,12 +3,13 @@ confirmation run when the policy asks for one, and the guard command before a ke
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from .context import Ctx, Slot
 from .events import Phase
 from .measure import delta, evaluate_run
-from .policy import decide as policy_decide
+from .policy import judge as policy_judge
 from .records import RunRecord
 
 
@@ -57,41 +58,62 @@ def _interrupted(ctx: Ctx, slot: Slot, rec: RunRecord, what: str) -> bool:
 
 
 async def _policy(ctx: Ctx, slot: Slot, rec: RunRecord, basis: Any = None) -> str:
-    m = ctx.cfg.metric
-    spread = ctx.history.noise()
-    ref, n_ref = ctx.history.reference()
-    if basis is not None and basis.reference is not None:
-        ref, n_ref = basis.reference, basis.n_reference
-    lines = (rec.lines_added, rec.lines_removed)
-    assert rec.metric is not None and ref is not None
-    v = policy_decide(rec.metric, ref, n_ref, m.direction, m.keep_policy, m.min_delta, spread, m.noise_k, lines)
-    if v.status == "confirm":
+    m, h, n = ctx.cfg.metric, ctx.history, rec.iteration
+    best = h.best()
+    assert rec.metric is not None and best is not None
+    # what it must beat: the best it started from (several slots: the best may have moved since)
+    best_commit = basis.commit if basis is not None and basis.commit and h.measurements(basis.commit) else best.commit
+    interrupted = False
+
+    async def measure(commit: str = "") -> float | None:
+        """One more run: of the candidate, or (`commit`) of the best; None when it fails or a kill came."""
+        nonlocal interrupted
         if _interrupted(ctx, slot, rec, "confirmation"):
-            return "crash"
-        ctx.set_phase(Phase.RUNNING, rec.iteration, f"confirming #{rec.iteration}: {v.verdict}", slot=slot)
-        second = await _confirm(ctx, slot, rec.iteration)
-        if _interrupted(ctx, slot, rec, "confirmation"):
-            return "crash"
-        if second is None:
-            v.status, v.verdict = "discard", "the confirmation run failed"
-        else:
-            rec.runs = [rec.metric, second]
-            rec.metric = (rec.metric + second) / 2
-            v = policy_decide(rec.metric, ref, n_ref, m.direction, m.keep_policy, m.min_delta, spread, m.noise_k, lines, confirmed_runs=2)
-            rec.delta_vs_best = delta(rec.metric, rec.best_before)
-    rec.verdict, rec.margin, rec.noise, rec.policy = v.verdict, v.margin, spread, m.keep_policy
+            interrupted = True
+            return None
+        ctx.set_phase(Phase.RUNNING, n, f"re-measuring the best for #{n}" if commit else f"confirming #{n}: run it again", slot=slot)
+        value = await _confirm(ctx, slot, n, commit)
+        interrupted = _interrupted(ctx, slot, rec, "confirmation")
+        return None if interrupted else value
+
+    v = await policy_judge(rec.metric, h.measurements(best_commit), m.direction, m.keep_policy, m.min_delta, m.noise_k,
+                           h.noise_estimate, again=measure, best_again=lambda: measure(best_commit),
+                           lines=(rec.lines_added, rec.lines_removed))
+    if interrupted:
+        return "crash"
+    if len(v.runs) > 1:
+        rec.runs = list(v.runs)
+        rec.metric = sum(v.runs) / len(v.runs)
+        rec.delta_vs_best = delta(rec.metric, rec.best_before)
+    if v.best_runs:
+        rec.best_runs, rec.best_commit = list(v.best_runs), best_commit
+    rec.verdict, rec.margin, rec.noise, rec.policy = v.verdict, v.margin, v.spread, m.keep_policy
     rec.confidence = None if v.confidence is None else round(v.confidence, 3)
     if v.flag:
         rec.flag = v.flag
-        ctx.notice(f"#{rec.iteration} {rec.description}: {v.flag}", "warning")
+        ctx.notice(f"#{n} {rec.description}: {v.flag}", "warning")
     return v.status
 
 
-async def _confirm(ctx: Ctx, slot: Slot, n: int) -> float | None:
-    """Run the same commit once more (the candidate is still checked out)."""
+async def _confirm(ctx: Ctx, slot: Slot, n: int, best: str = "") -> float | None:
+    """Run the candidate (its commit is checked out in the slot) once more, or — given `best` —
+    the best commit's code: the slot's tracked files are set to that commit for the run and put
+    back after it (HEAD never moves). Each run has its own log: `<n>.confirm<k>` / `<n>.best<k>`."""
     m = ctx.cfg.metric
-    spec = ctx.spec(slot, n, "confirm")
-    _, out = await ctx.run_in_slot(slot, spec)
+    kind, k = ("best", 1) if best else ("confirm", 2)
+    while ctx.paths.log(n, f"{kind}{k}").exists():
+        k += 1
+    spec = ctx.spec(slot, n, f"{kind}{k}")
+
+    def put(commit: str) -> None:
+        ctx.ledger.git("-C", str(slot.workdir), "restore", f"--source={commit}", "--worktree", "--", ".")
+
+    await ctx.thread(put, best or "HEAD")  # (also undoes a best's files left by an app that died mid-run)
+    try:
+        _, out = await ctx.run_in_slot(slot, spec)
+    finally:
+        if best:
+            await asyncio.shield(ctx.thread(put, "HEAD"))
     meas = await ctx.thread(evaluate_run, spec.log_path, out, m.name, m.pattern, [], "")
     return None if meas.get("crash_reason") else meas.get("metric")
 

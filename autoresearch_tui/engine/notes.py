@@ -169,14 +169,19 @@ def render_notes(cfg: Any, history: History, platform: dict[str, Any]) -> tuple[
     ]
     runs = history.experiments()
     c = history.counts()
-    base, best = history.baseline(), history.best()
+    (base, nb), (best, n) = history.baseline_reference(), history.reference()
+    runs_of = lambda k: f" (mean of {k} runs)" if k > 1 else ""  # noqa: E731
+    if base is not None and not history.beats_baseline():
+        best_text = f"no better than the baseline (the branch measures {fmt_metric(best)}{runs_of(n)})"
+    else:
+        best_text = f"best {fmt_metric(best)}{runs_of(n)}"
     keeps = [x for x in runs if x.status == "keep"]
     discards = [x for x in runs if x.status == "discard"]
     crashes = [x for x in runs if x.status == "crash"]
     after = [
         "## What's been tried",
         "",
-        f"Baseline {fmt_metric(base and base.metric)} → best {fmt_metric(best and best.metric)} "
+        f"Baseline {fmt_metric(base)}{runs_of(nb)} → {best_text} "
         f"after {len(runs)} experiments ({c['keep']} keep / {c['discard']} discard / {c['crash']} crash).",
         "",
         "### Key wins",

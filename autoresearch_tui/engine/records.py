@@ -12,8 +12,12 @@ had (unknown keys are kept in `extra` and written back), so old sessions load un
   the branch is re-applied or reverted and *re-measured*, and that re-measurement is the best
   from then on, even when it is worse (the user chose to build on it). The overridden row
   itself was measured on another base, so it is never the best;
-* **noise** — the robust spread of the repeated baseline runs;
-* **reference** — the mean of every measurement of the best commit;
+* **measurements** of a commit — every run of that code: the baseline's repeats, an experiment's
+  runs (its confirmations), and the re-measurements of the best made while deciding later
+  experiments (`best_runs`, of `best_commit`);
+* **noise** — the pooled standard deviation of every repeated measurement (see `policy`), with
+  its degrees of freedom;
+* **reference** — the mean of every measurement of the best commit (and of the baseline's);
 * **running best** — the best after each row, the line every chart draws;
 * **counts** and **improvements** — for the status bar, the summary, the notes and the plots.
 """
@@ -24,7 +28,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
-from .policy import robust_spread
+from .policy import pooled_spread
 
 STATUSES = ("keep", "discard", "crash")
 
@@ -59,6 +63,8 @@ class RunRecord:
     metric: float | None = None
     metric_name: str = ""
     runs: list[float] = field(default_factory=list)  # every measurement when confirmed
+    best_runs: list[float] = field(default_factory=list)  # re-measurements of the best (best_commit) while deciding
+    best_commit: str = ""
     secondary: dict[str, Any] = field(default_factory=dict)
     memory_gb: float | None = None
     memory_source: str | None = None
@@ -261,22 +267,48 @@ class History:
                 out = r
         return out
 
+    def _measured(self) -> dict[str, list[float]]:
+        """Every measurement, by the commit whose code it measured (a record without one: alone)."""
+        groups: dict[str, list[float]] = {}
+        for r in self.records:
+            if r.metric is not None and not r.crash_reason:
+                groups.setdefault(r.commit or f"#{r.iteration}", []).extend(r.runs or [r.metric])
+            if r.best_runs:
+                groups.setdefault(r.best_commit, []).extend(r.best_runs)
+        return groups
+
+    def measurements(self, commit: str) -> list[float]:
+        """Every measurement of this commit's code (see the module's docstring)."""
+        return list(self._measured().get(commit, [])) if commit else []
+
+    def noise_estimate(self, candidate: list[float] | None = None, best_extra: list[float] | None = None) -> tuple[float, int]:
+        """(spread, degrees of freedom): the pooled standard deviation of every repeated
+        measurement, with a candidate's runs and new runs of the best not recorded yet."""
+        groups = self._measured()
+        if best_extra:
+            best = self.best()
+            groups.setdefault(best.commit if best else "", []).extend(best_extra)
+        return pooled_spread([*groups.values(), candidate or []])
+
     def noise(self) -> float:
-        return robust_spread([r.metric for r in self.records if r.is_baseline and r.metric is not None])
+        return self.noise_estimate()[0]
 
     def baseline_runs_done(self) -> int:
         return sum(1 for r in self.records if r.is_baseline and r.metric is not None)
 
     def reference(self) -> tuple[float | None, int]:
         """The mean of every measurement of the best commit, and how many there were."""
-        best = self.best()
-        if best is None:
+        return self._mean_of(self.best())
+
+    def baseline_reference(self) -> tuple[float | None, int]:
+        """The mean of every measurement of the baseline's code, and how many there were."""
+        return self._mean_of(self.baseline())
+
+    def _mean_of(self, rec: RunRecord | None) -> tuple[float | None, int]:
+        if rec is None:
             return None, 0
-        vals: list[float] = []
-        for r in self.records:
-            if r.commit == best.commit and r.sets_best:
-                vals.extend(r.runs or [r.metric])  # type: ignore[list-item]
-        return (sum(vals) / len(vals), len(vals)) if vals else (best.metric, 1)
+        vals = self.measurements(rec.commit) if rec.commit else []
+        return (sum(vals) / len(vals), len(vals)) if vals else (rec.metric, 1)
 
     def experiments(self) -> list[RunRecord]:
         return [r for r in self.records if r.is_experiment]
@@ -295,11 +327,16 @@ class History:
         return [r for r in self.records if r.kept_by_user]
 
     def improvement(self) -> float | None:
-        """best − baseline (metric units)."""
-        base, best = self.baseline(), self.best()
-        if base is None or best is None or base.metric is None or best.metric is None:
+        """best − baseline (metric units), each the mean of its measurements."""
+        base, best = self.baseline_reference()[0], self.reference()[0]
+        if base is None or best is None:
             return None
-        return best.metric - base.metric
+        return best - base
+
+    def beats_baseline(self) -> bool:
+        """Whether the best's mean is better than the baseline's (what a summary may call a gain)."""
+        d = self.improvement()
+        return d is not None and (d < 0 if self.direction == "minimize" else d > 0)
 
     def find_diff(self, diff_hash: str) -> RunRecord | None:
         return next((r for r in self.records if r.diff_hash and r.diff_hash == diff_hash), None)

@@ -1,4 +1,5 @@
-"""The fixed evaluator of the demo: data, split and evaluation. Never edited by experiments.
+"""The fixed evaluator of the demo: data, split, training budget and evaluation. Never edited by
+experiments.
 
 The corpus ships with the package (corpus.txt); bytes are the vocabulary (256 symbols), so
 the loss in bits is directly bits per byte. The split is fixed: the last 10% is validation.
@@ -14,6 +15,9 @@ import torch  # noqa: E402
 
 VOCAB_SIZE = 256
 EVAL_MAX_CONTEXT = 128
+# The fixed training budget: every experiment trains on this many tokens (bytes), whatever its
+# batch or context, so that a result does not depend on how fast or how busy the machine is.
+TRAIN_TOKENS = 1_200_000
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 

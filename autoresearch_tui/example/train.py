@@ -1,7 +1,9 @@
-"""A small character-level transformer, trained for a fixed time budget.
+"""A small character-level transformer, trained on a fixed number of tokens.
 
 This is the file the experiments change. Tune the constants below (or anything else);
-prepare.py is the fixed evaluator and may not be changed.
+prepare.py is the fixed evaluator and may not be changed. Every run trains on the same number
+of tokens (prepare.TRAIN_TOKENS), so results do not depend on the machine's speed or load; the
+time budget (AUTORESEARCH_TIME_BUDGET) only stops a run that is far too slow.
 """
 
 import math
@@ -17,24 +19,24 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from prepare import VOCAB_SIZE, evaluate_bpb, load_data  # noqa: E402
+from prepare import TRAIN_TOKENS, VOCAB_SIZE, evaluate_bpb, load_data  # noqa: E402
 
 # ---------------------------------------------------------------- the knobs
-LEARNING_RATE = 0.0003
-BATCH_SIZE = 64
+LEARNING_RATE = 0.001
+BATCH_SIZE = 32
 SEQ_LEN = 64
-N_LAYER = 4
+N_LAYER = 2
 N_HEAD = 4
-N_EMBD = 128
-DROPOUT = 0.2
+N_EMBD = 64
+DROPOUT = 0.0
 WEIGHT_DECAY = 0.1
-WARMUP_STEPS = 100
+WARMUP_STEPS = 10
 GRAD_CLIP = 1.0
-ACTIVATION = "relu"  # one of: relu, gelu, silu
+ACTIVATION = "gelu"  # one of: relu, gelu, silu
 TIED_EMBEDDINGS = False
 SEED = 1337
 
-TIME_BUDGET = float(os.environ.get("AUTORESEARCH_TIME_BUDGET", "20"))
+TIME_BUDGET = float(os.environ.get("AUTORESEARCH_TIME_BUDGET", "60"))
 
 
 class Block(nn.Module):
@@ -84,17 +86,17 @@ def main():
     n_params = sum(p.numel() for p in model.parameters())
     opt = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE, weight_decay=WEIGHT_DECAY)
     gen = torch.Generator().manual_seed(SEED)
+    total_steps = max(1, TRAIN_TOKENS // (BATCH_SIZE * SEQ_LEN))
 
     t0 = time.time()
     step = 0
     loss_ema = None
-    while True:
+    while step < total_steps:
         elapsed = time.time() - t0
         if elapsed >= TIME_BUDGET:
-            break
-        # warmup, then cosine decay over the time budget
-        frac = elapsed / TIME_BUDGET
-        lr = LEARNING_RATE * min(1.0, (step + 1) / max(1, WARMUP_STEPS)) * 0.5 * (1 + math.cos(math.pi * frac))
+            break  # far too slow for this machine: stop short (the result will show it)
+        # warmup, then cosine decay over the run's steps
+        lr = LEARNING_RATE * min(1.0, (step + 1) / max(1, WARMUP_STEPS)) * 0.5 * (1 + math.cos(math.pi * step / total_steps))
         for g in opt.param_groups:
             g["lr"] = lr
         ix = torch.randint(0, len(train_data) - SEQ_LEN - 1, (BATCH_SIZE,), generator=gen)
@@ -110,7 +112,8 @@ def main():
         step += 1
         loss_ema = loss.item() if loss_ema is None else 0.9 * loss_ema + 0.1 * loss.item()
         if step % 10 == 0:
-            print(f"step {step:5d} | loss {loss_ema:.4f} | lr {lr:.2e} | {elapsed:5.1f}s / {TIME_BUDGET:.0f}s", end="\r", flush=True)
+            print(f"step {step:5d}/{total_steps} | loss {loss_ema:.4f} | lr {lr:.2e} | {elapsed:5.1f}s (stop at {TIME_BUDGET:.0f}s)",
+                  end="\r", flush=True)
     training_seconds = time.time() - t0
     print()
 
@@ -125,6 +128,8 @@ def main():
     print(f"total_seconds:    {time.time() - T_START:.1f}")
     print(f"peak_vram_mb:     {peak_mb:.1f}")
     print(f"num_steps:        {step}")
+    print(f"planned_steps:    {total_steps}")
+    print(f"train_tokens:     {step * BATCH_SIZE * SEQ_LEN}")
     print(f"num_params_M:     {n_params / 1e6:.3f}")
     print(f"device:           {device}")
 

@@ -3,7 +3,7 @@
 Rejected (with a reason that is fed back to the proposer): no edits, an absolute path, a path
 with `..`, a symlink, a read-only (evaluator) file, a file out of scope, a SEARCH that matches
 zero or several times, a result that does not parse (`ast.parse` for Python), a change that
-changes nothing, a duplicate of an earlier experiment (normalized diff hash).
+changes nothing, a duplicate of an earlier experiment (the same normalized change to the same code).
 """
 
 from __future__ import annotations
@@ -133,8 +133,11 @@ def _norm_lines(text: str) -> list[str]:
 
 
 def diff_hash(old: dict[str, str], new: dict[str, str]) -> str:
-    """A hash of the change that ignores whitespace and line numbers."""
+    """A hash of the change and of the code it changes (`old`), ignoring whitespace and line
+    numbers: the same edit made to other code (after a keep elsewhere) is another experiment."""
     h = hashlib.sha256()
+    for path in sorted(old):
+        h.update(path.encode() + b"\0" + "\n".join(_norm_lines(old[path])).encode() + b"\1")
     for path in sorted(new):
         h.update(path.encode() + b"\0")
         for line in difflib.unified_diff(_norm_lines(old.get(path, "")), _norm_lines(new[path]), n=0, lineterm=""):

@@ -1,26 +1,35 @@
-"""The offline proposer: tune module-level constants found with `ast`, one change at a time.
+"""The offline proposer: tune a script's settings (module-level constants, see `constants`),
+one change at a time, in the order a careful person would.
 
-* Finds ``NAME = <number | bool | short string>`` at module level in the in-scope Python files.
-* Never repeats a tried (name, value); the values a constant had at kept commits count as tried.
-* After a kept win on NAME (a -> b) it first pushes further the same way (b -> b*b/a).
-* Otherwise goes round-robin over the constants (learning rates and sizes first), trying each
-  one's nearest move before anyone's second move.
-* Backlog lines it can read (``LR=3e-4``, ``DEPTH 6``, ``set LR to 3e-4``) are direct orders.
-Seeds, paths, devices and evaluation settings are never touched (a seed change is noise, not
-progress).
+1. The user's orders from the backlog (``LR=3e-4``, ``DEPTH 6``, ``set LR to 3e-4``) first; one
+   retry at half the device batch after an experiment ran out of memory.
+2. **Continue what just won**: after NAME a -> b was kept, b -> b·b/a (the same step again;
+   b + (b − a) across zero).
+3. **Nearest moves first, then wider**: every constant's nearest pair (×1.25 and ÷1.25; ±1 for
+   a small integer) before anyone's next pair (×1.5, ×2, ×4, ×10 and their inverses); the sign
+   where a value may be negative (it is, or its name says BIAS / OFFSET / SHIFT) after ×2. Of a
+   pair, the direction that last won for that constant first. At each distance, moves never tried
+   before moves tried on older code; learning rates, then sizes, then regularisation first.
+4. **Tried** means: tried (or running now, `ctx.in_flight`) since the last keep of *another*
+   setting, or a value the constant had at a kept commit since then. A keep elsewhere re-opens a
+   constant's values: on the new code they may win. Nothing is repeated on the same code.
+
+Only one constant of an alias pair (``lr = BASE_LR * LR_MULT``) is tuned. Seeds, paths, devices,
+logging and evaluation settings are never touched (a seed change is noise, not progress).
 """
 
 from __future__ import annotations
 
-import ast
+import math
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from ..engine.records import RunRecord
-from .base import Edit, Proposal, ProposalContext, ProposalError, Proposer
+from .base import Proposal, ProposalContext, ProposalError, Proposer
+from .constants import SKIP_NAME, Constant, aliases, find_constants, fmt, replace_value, value_key
 
-SKIP_NAME = re.compile(r"SEED|EVAL|BUDGET|LOG|PRINT|VERBOSE|DEVICE|PATH|DIR|FILE|WORKERS|DEBUG|VERSION|URL|NAME", re.I)
+__all__ = ["Constant", "MutateProposer", "candidates", "find_constants", "fmt"]
+
 STRING_FAMILIES = [
     ["relu", "gelu", "silu", "relu2", "tanh"],
     ["adamw", "adam", "sgd", "lion", "muon"],
@@ -29,86 +38,9 @@ STRING_FAMILIES = [
     ["float32", "bfloat16", "float16"],
     ["fp32", "bf16", "fp16"],
 ]
-_CHOICES_COMMENT = re.compile(r"#.*?(?:one of|choices?|options?)\s*[:=]?\s*(.+)$", re.I)
 _ORDER = re.compile(r"^\s*(?:set\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*(?:=|:|\s+to\s+|\s+)\s*(\S+)\s*$", re.I)
 _DESC = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*) (\S+) -> (\S+)")
-
-
-@dataclass
-class Constant:
-    path: str
-    name: str
-    value: Any
-    line: str  # the full source line (used as the SEARCH text)
-    lineno: int
-    seg: str  # the value's source text
-    choices: list[str] | None = None
-
-
-def _const_value(node: ast.AST) -> Any:
-    if isinstance(node, ast.Constant) and isinstance(node.value, (bool, int, float, str)):
-        return node.value
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
-        v = node.operand.value
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return -v
-    raise ValueError
-
-
-def find_constants(path: str, text: str, skip: re.Pattern[str] | None = SKIP_NAME) -> list[Constant]:
-    try:
-        tree = ast.parse(text)
-    except SyntaxError:
-        return []
-    lines = text.splitlines()
-    out: list[Constant] = []
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            target, value = node.targets[0].id, node.value
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
-            target, value = node.target.id, node.value
-        else:
-            continue
-        if (skip is not None and skip.search(target)) or node.lineno != node.end_lineno:
-            continue
-        try:
-            v = _const_value(value)
-        except ValueError:
-            continue
-        if isinstance(v, str) and (len(v) > 24 or not v or " " in v):
-            continue
-        line = lines[node.lineno - 1]
-        seg = ast.get_source_segment(text, value) or repr(v)
-        choices = None
-        m = _CHOICES_COMMENT.search(line)
-        if m:
-            choices = [c.strip().strip("'\"") for c in re.split(r"[,|/]", m.group(1)) if c.strip()]
-        out.append(Constant(path, target, v, line, node.lineno, seg, choices))
-    return out
-
-
-def fmt(v: Any) -> str:
-    if isinstance(v, bool):
-        return "True" if v else "False"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        if v == 0:
-            return "0.0"
-        r = float(f"{v:.3g}")
-        s = repr(r)
-        if "e" in s:
-            s = f"{r:.2e}".replace("e-0", "e-").replace("e+0", "e")
-        return s
-    return repr(v)
-
-
-def _key(v: Any) -> str:
-    if isinstance(v, bool):
-        return str(v)
-    if isinstance(v, (int, float)):
-        return repr(float(f"{float(v):.3g}"))  # the precision fmt() writes
-    return str(v)
+_SIGNED = re.compile(r"BIAS|OFFSET|SHIFT", re.I)
 
 
 def _priority(name: str) -> int:
@@ -122,45 +54,72 @@ def _priority(name: str) -> int:
     return 3
 
 
-def candidates(c: Constant) -> list[Any]:
+def _distinct(v: Any, tiers: list[list[Any]], signed: bool) -> list[list[Any]]:
+    """Tiers without repeats, without the value itself, without values ≤ 0 unless it may be negative."""
+    seen = {value_key(v)}
+    out = []
+    for tier in tiers:
+        keep = []
+        for x in tier:
+            if isinstance(v, int) and not isinstance(v, bool):
+                x = int(round(x))
+            if (x <= 0 and not signed) or value_key(x) in seen:
+                continue
+            seen.add(value_key(x))
+            keep.append(x)
+        if keep:
+            out.append(keep)
+    return out
+
+
+def candidates(c: Constant) -> list[list[Any]]:
+    """The moves of a constant, nearest first, in tiers of equal distance: [[up, down], …]."""
     v = c.value
     if isinstance(v, bool):
-        return [not v]
+        return [[not v]]
     if isinstance(v, str):
         opts = c.choices or next((fam for fam in STRING_FAMILIES if v.lower() in fam), [])
-        return [o for o in opts if o != v]
+        return [[o] for o in opts if o != v]
+    if not isinstance(v, (int, float)):
+        return []
+    signed = v < 0 or bool(_SIGNED.search(c.name))
+    sign = [[-v]] if signed and v != 0 else []
     if isinstance(v, int):
         if v == 0:
-            return [1, 2, 4]
+            return _distinct(v, [[1, -1], [2, -2], [4, -4]], signed)
         if abs(v) <= 4:
-            return [x for x in (v + 1, v - 1, v * 2, v + 2, v + 3) if x > 0 or v < 0]
-        moves = [v * 2, v // 2, v * 1.5, v / 1.5, v * 4, v // 4, v * 1.25, v * 0.75, v + 1, v - 1]
-        out: list[Any] = []
-        for x in moves:
-            x = max(1, int(round(x)))
-            if x != v and x not in out:
-                out.append(x)
-        return out
-    if isinstance(v, float):
-        if v == 0:
-            return [0.1, 0.01, 0.05]
-        if 0.8 < v < 1:  # betas, momentum, EMA decays: move the distance to 1
-            gap = 1 - v
-            return [round(1 - gap / 2, 6), round(1 - gap * 2, 6), round(1 - gap / 4, 6), round(1 - gap * 1.5, 6)]
-        if "DROPOUT" in c.name.upper() and 0 < v < 1:
-            return [0.0, v / 2, min(0.5, v * 2), min(0.5, v * 1.5)]
-        # nearest moves first; wider ones once every constant had its near moves
-        return [v * 2, v / 2, v * 1.5, v / 1.5, v * 4, v / 4, v * 1.25, v * 0.8, v * 3, v / 3, v * 10, v / 10]
-    return []
+            return _distinct(v, [[v + 1, v - 1], [v + 2, v - 2], [v * 2], *sign, [v + 3, v - 3]], signed)
+        return _distinct(v, [[v * 1.25, v * 0.8], [v * 1.1, v / 1.1], [v * 1.5, v / 1.5], [v * 2, v / 2], *sign, [v * 4, v / 4], [v + 1, v - 1]], signed)
+    if v == 0:
+        if "DROPOUT" in c.name.upper():
+            return [[0.1], [0.05], [0.2]]
+        return _distinct(v, [[0.01, -0.01], [0.1, -0.1], [1.0, -1.0]], signed)
+    if 0.8 < v < 1:  # betas, momentum, EMA decays: move the distance to 1
+        g = 1 - v
+        return _distinct(v, [[round(1 - g / 1.25, 6), round(1 - g * 1.25, 6)], [round(1 - g / 2, 6), round(1 - g * 2, 6)],
+                             [round(1 - g / 4, 6)]], signed)
+    if "DROPOUT" in c.name.upper() and 0 < v < 1:
+        return _distinct(v, [[min(0.5, v * 1.5), v / 1.5], [0.0], [min(0.5, v * 2), v / 2]], True)
+    return _distinct(v, [[v * 1.25, v * 0.8], [v * 1.1, v / 1.1], [v * 1.5, v / 1.5], [v * 2, v / 2], *sign, [v * 4, v / 4], [v * 10, v / 10]], signed)
 
 
-def _replace_value(c: Constant, new: Any) -> Edit:
-    text = fmt(new)
-    idx = c.line.find(c.seg, c.line.find(c.name) + len(c.name))
-    if idx < 0:
-        raise ValueError(c.line)
-    new_line = c.line[:idx] + text + c.line[idx + len(c.seg) :]
-    return Edit(c.path, c.line, new_line)
+FACTORS = (1.25, 1.1, 1.5, 2.0, 4.0, 10.0)
+
+
+def _continued(old: Any, new: Any) -> Any:
+    """One more step the way old -> new went: the same factor (the move's own, not the ratio its
+    rounding left: 25 -> 31 was ×1.25, so 31 -> 39), or the same difference across zero."""
+    if old * new > 0 and not (isinstance(new, int) and abs(new) <= 4):
+        r = new / old
+        f = min((x for f in FACTORS for x in (f, 1 / f)), key=lambda x: abs(math.log(r / x)))
+        nxt = new * (f if abs(math.log(r / f)) < 0.1 else r)
+    else:
+        nxt = new + (new - old)
+    if isinstance(new, int) and not isinstance(new, bool):
+        nxt = int(round(nxt))
+        if nxt == new:
+            nxt = new + (1 if new > old else -1)
+    return nxt
 
 
 def _parse_literal(s: str, like: Any) -> Any:
@@ -233,22 +192,42 @@ class MutateProposer(Proposer):
             return {"name": m.group(1), "old": m.group(2), "new": m.group(3)}
         return None
 
-    def _tried(self, ctx: ProposalContext, consts: list[Constant]) -> set[tuple[str, str]]:
-        tried = {(c.name, _key(c.value)) for c in consts}
-        for rec in [*ctx.history, *ctx.in_flight]:
+    def _state(self, ctx: ProposalContext, consts: list[Constant]) -> tuple[dict[str, set[str]], set[tuple[str, str]], dict[str, int]]:
+        """(values tried per constant on the current code, every (name, value) ever tried, the
+        direction each constant last won in: +1 up, −1 down)."""
+        tried: dict[str, set[str]] = {c.name: {value_key(c.value)} for c in consts}
+        ever: set[tuple[str, str]] = set()
+        won: dict[str, int] = {}
+        for rec in ctx.history:
             mut = self._mutation_of(rec)
-            if not mut:
-                continue
-            tried.add((mut["name"], _key(_maybe_num(mut["new"]))))
+            name = mut["name"] if mut else None
             if rec.status == "keep":
-                tried.add((mut["name"], _key(_maybe_num(mut["old"]))))
-        return tried
+                for other, vals in tried.items():  # the code changed elsewhere: its values are open again
+                    if other != name:
+                        vals.clear()
+            if not mut or name not in tried:
+                continue
+            old, new = _maybe_num(mut["old"]), _maybe_num(mut["new"])
+            tried[name].add(value_key(new))
+            ever.add((name, value_key(new)))
+            if rec.status == "keep":
+                tried[name].add(value_key(old))
+                ever.add((name, value_key(old)))
+                if _is_num(old) and _is_num(new) and old != new:
+                    won[name] = 1 if new > old else -1
+        for c in consts:
+            tried[c.name].add(value_key(c.value))
+        for rec in ctx.in_flight:  # running now: as good as tried
+            mut = self._mutation_of(rec)
+            if mut and mut["name"] in tried:
+                tried[mut["name"]].add(value_key(_maybe_num(mut["new"])))
+        return tried, ever, won
 
     def _proposal(self, c: Constant, new: Any, idea: str = "", why: str = "") -> Proposal:
         desc = f"{c.name} {fmt(c.value)} -> {fmt(new)}"
         return Proposal(
             description=desc,
-            edits=[_replace_value(c, new)],
+            edits=[replace_value(c, new)],
             hypothesis=why or f"changing {c.name} moves the metric",
             idea=idea,
             mutation={"name": c.name, "old": fmt(c.value), "new": fmt(new), "path": c.path},
@@ -270,7 +249,7 @@ class MutateProposer(Proposer):
             new = _parse_literal(str(mut["new"]), c.value)
         except ValueError:
             return None
-        if _key(new) == _key(c.value):
+        if value_key(new) == value_key(c.value):
             return None
         edits, changes = half_batch(ctx.files)
         if not edits or any(e.search == c.line for e in edits):
@@ -306,41 +285,46 @@ class MutateProposer(Proposer):
             order = self.parse_order(idea, self._constants(ctx, skip=None))
             if order is not None:
                 c, new = order
-                if _key(new) != _key(c.value):
+                if value_key(new) != value_key(c.value):
                     return self._proposal(c, new, idea=idea, why="the user asked for it")
-        tried = self._tried(ctx, consts)
+        for path, text in ctx.files.items():  # one of two constants that only act as a product
+            alias = aliases(text, [c.name for c in consts if c.path == path])
+            consts = [c for c in consts if not (c.path == path and c.name in alias)]
+        tried, ever, won = self._state(ctx, consts)
         rejected = set(ctx.rejected)
         by_name = {c.name: c for c in consts}
 
         def fresh(c: Constant, v: Any) -> bool:
             if isinstance(c.value, int) and not isinstance(c.value, bool) and isinstance(v, float):
                 return False
-            return (c.name, _key(v)) not in tried and f"{c.name} {fmt(c.value)} -> {fmt(v)}" not in rejected
+            return value_key(v) not in tried[c.name] and f"{c.name} {fmt(c.value)} -> {fmt(v)}" not in rejected
 
-        # 2. push further in the direction of the last kept win
-        for rec in reversed(ctx.history):
-            if rec.status != "keep":
-                continue
-            mut = self._mutation_of(rec)
-            if not mut or mut["name"] not in by_name:
-                break
+        # 2. one more step in the direction of the last kept change
+        last = next((r for r in reversed(ctx.history) if r.status == "keep"), None)
+        mut = self._mutation_of(last) if last is not None else None
+        if mut and mut["name"] in by_name:
             c = by_name[mut["name"]]
             old, new = _maybe_num(mut["old"]), _maybe_num(mut["new"])
-            if isinstance(old, (int, float)) and isinstance(new, (int, float)) and not isinstance(new, bool) and old not in (0, 0.0):
-                nxt = new * (new / old)
-                nxt = int(round(nxt)) if isinstance(c.value, int) else nxt
-                if nxt != c.value and fresh(c, nxt) and (not isinstance(nxt, int) or nxt > 0):
+            if _is_num(old) and _is_num(new) and old != new and value_key(new) == value_key(c.value):
+                nxt = _continued(old, c.value)
+                signed = c.value < 0 or bool(_SIGNED.search(c.name)) or "DROPOUT" in c.name.upper()
+                if (nxt > 0 or signed or nxt * c.value > 0) and fresh(c, nxt):
                     return self._proposal(c, nxt, why=f"{c.name} {mut['old']} -> {mut['new']} helped; go further")
-            break
-        # 3. round robin over constants, nearest moves first
-        ordered = sorted(consts, key=lambda c: (_priority(c.name), c.path, c.lineno))
-        cands = {c.name: candidates(c) for c in ordered}
-        depth = max((len(v) for v in cands.values()), default=0)
-        for r in range(depth):
-            for c in ordered:
-                opts = cands[c.name]
-                if r < len(opts) and fresh(c, opts[r]):
-                    return self._proposal(c, opts[r])
+        # 3. nearest moves first; at each distance moves never tried before ones tried on older code
+        best_key: tuple[int, int, int, int, int] | None = None
+        choice: tuple[Constant, Any] | None = None
+        for rank, c in enumerate(sorted(consts, key=lambda c: (_priority(c.name), c.path, c.lineno))):
+            for t, tier in enumerate(candidates(c)):
+                if won.get(c.name, 1) < 0 and _is_num(c.value):
+                    tier = sorted(tier, key=lambda x: x > c.value)  # down first: it won last time
+                for j, v in enumerate(tier):
+                    if not fresh(c, v):
+                        continue
+                    key = (t, int((c.name, value_key(v)) in ever), rank, j, 0)
+                    if best_key is None or key < best_key:
+                        best_key, choice = key, (c, v)
+        if choice is not None:
+            return self._proposal(*choice)
         raise ProposalError("the mutate proposer has tried every nearby value of every constant", exhausted=True, retryable=False)
 
 
@@ -357,3 +341,7 @@ def _maybe_num(s: Any) -> Any:
         return float(s)
     except ValueError:
         return s.strip("'\"")
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 
 from .base import Edit
-from .mutate import Constant, _replace_value, find_constants, fmt
+from .constants import Constant, find_constants, fmt, replace_value
 
 _PER_DEVICE = re.compile(r"^(?:DEVICE_BATCH|MICRO_BATCH|PER_DEVICE\w*BATCH|LOCAL_BATCH)\w*$", re.I)
 _PLAIN = re.compile(r"^(?:TRAIN_)?BATCH(?:_SIZE)?$", re.I)
@@ -47,10 +47,10 @@ def half_batch(files: dict[str, str]) -> tuple[list[Edit], list[tuple[str, int, 
     b = device_batch(files)
     if b is None or b.value < 2:
         return [], []
-    edits, changes = [_replace_value(b, b.value // 2)], [(b.name, b.value, b.value // 2)]
+    edits, changes = [replace_value(b, b.value // 2)], [(b.name, b.value, b.value // 2)]
     a = accumulation(files)
     if a is not None and a.value >= 1:
-        edits.append(_replace_value(a, a.value * 2))
+        edits.append(replace_value(a, a.value * 2))
         changes.append((a.name, a.value, a.value * 2))
     return edits, changes
 

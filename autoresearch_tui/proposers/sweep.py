@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 
 from .base import Proposal
-from .mutate import _parse_literal, _replace_value, find_constants, fmt
+from .constants import find_constants, fmt, replace_value
+from .mutate import _parse_literal
 
 _SWEEP = re.compile(r"^\s*sweep\s+([A-Za-z_][A-Za-z0-9_]*)\s*[:=]?\s+(.+?)\s*$", re.I)
 
@@ -44,7 +45,7 @@ def proposals(idea: str, files: dict[str, str]) -> list[Proposal]:
         if fmt(new) in seen:
             continue
         seen.add(fmt(new))
-        out.append(Proposal(description=f"{name} {fmt(c.value)} -> {fmt(new)} (sweep)", edits=[_replace_value(c, new)],
+        out.append(Proposal(description=f"{name} {fmt(c.value)} -> {fmt(new)} (sweep)", edits=[replace_value(c, new)],
                             hypothesis=f"the sweep of {name} over {' '.join(raw)} finds its best value", idea=idea,
                             mutation={"name": name, "old": fmt(c.value), "new": fmt(new), "path": c.path}))
     if len(out) < 2:
