@@ -171,7 +171,7 @@ async def test_the_diff_view_of_a_killed_experiment_and_the_copy_keys(tmp_path, 
         assert "metric —" in body and "None" not in body.split("\n\n")[0], body
         await pilot.press("c")
         await wait_for(pilot, lambda: app.clipboard.startswith("diff --git"), 10, "the diff copied")
-        assert "-LR = 0.01" in app.clipboard and "+LR = 0.02" in app.clipboard and "log tail" not in app.clipboard
+        assert "-LR = 0.01" in app.clipboard and "+LR = 0.0125" in app.clipboard and "log tail" not in app.clipboard
         assert any(n.message.startswith("copied the diff (") for n in app._notifications)
         await pilot.press("escape")
         await quit_app(pilot, app, eng)
