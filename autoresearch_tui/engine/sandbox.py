@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import glob
 import os
+import sys
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -94,6 +95,16 @@ def for_slot(binary: str, root: Path, workdir: Path, results_file: str, config_p
     return bwrap_argv(binary, root, workdir, protected, extra, network)
 
 
+def _interpreters() -> list[Path]:
+    """The Python environment(s) the app runs in (the runs' `python` is usually the same)."""
+    out: list[Path] = []
+    for p in (sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))):
+        path = Path(p)
+        if path not in out and path != Path("/"):
+            out.append(path)
+    return out
+
+
 def _existing(paths: list[Path]) -> list[Path]:
     return [p for p in paths if os.path.lexists(p)]
 
@@ -111,6 +122,9 @@ def bwrap_argv(binary: str, root: Path, workdir: Path, protected: list[Path], wr
     argv += ["--perms", "1777", "--tmpfs", "/tmp"]
     if Path(root).is_relative_to("/tmp"):  # the private /tmp would hide a repository that lives there
         argv += ["--ro-bind", str(root), str(root)]
+    for env in _interpreters():  # … or the Python environment the runs use (a CI's venv in /tmp)
+        if env.is_relative_to("/tmp") and not env.is_relative_to(root):
+            argv += ["--ro-bind", str(env), str(env)]
     argv += ["--bind", str(workdir), str(workdir)]
     for w in writable:
         argv += ["--bind-try", str(w), str(w)]
