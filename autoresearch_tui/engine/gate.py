@@ -342,27 +342,3 @@ def label_retry(proposal: Proposal, crash: RunRecord | None) -> None:
     tag = OOM_RETRY.format(n=crash.iteration)
     if tag not in proposal.description:
         proposal.description = f"{proposal.description} ({tag})"
-
-
-def sweep_ready(gate: Gate) -> tuple[str, list[Ready] | str] | None:
-    """(blocking) When the first queued idea is a sweep: (the idea, its valid proposals, one per
-    value — or why it cannot run). None when it is not a sweep."""
-    ctx = gate.ctx
-    taken = {p.idea for p in gate.reserved.values() if p.idea}
-    first = next((i.text for i in ctx.notes.ideas() if i.status == "queued" and i.text not in taken), None)
-    if first is None or sweep.parse(first) is None:
-        return None
-    files = read_files(ctx, ctx.cfg.research.files_in_scope)
-    try:
-        props = sweep.proposals(first, files)
-    except sweep.SweepError as e:
-        return first, str(e)
-    out: list[Ready] = []
-    for p in props:
-        try:
-            changed, h = gate.validate(p, files)
-        except Rejected as e:
-            ctx.notice(f"sweep: {p.description} skipped ({e})")
-            continue
-        out.append((p, changed, h))
-    return first, out if out else "every value was tried before"

@@ -18,10 +18,12 @@ import asyncio
 
 from .context import Ctx, Slot
 from .events import Phase
-from .gate import Gate, Ready, sweep_ready
+from .gate import Gate, Ready
 from .ledger import GitError
 from .overrides import apply_pending
-from .trial import Job, Sweep, finish_sweep, prepare, run, withdraw
+from .jobs import Job, Sweep
+from .moving import finish_sweep, sweep_ready
+from .trial import prepare, run, withdraw
 
 
 class Scheduler:

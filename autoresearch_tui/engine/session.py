@@ -14,10 +14,9 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from .. import config as config_mod
-from ..fsio import fmt_metric
 from ..proposers import sweep
 from ..proposers.base import Proposer
-from . import gitguard
+from . import details, gitguard
 from .bus import EventBus
 from .context import Ctx, now
 from .events import BacklogChanged, Event, HistoryLoaded, Phase, PlatformDetected, SessionEnded, SessionStarted
@@ -25,17 +24,14 @@ from .executors import LocalExecutor
 from .executors.base import Executor
 from .gate import Gate, read_files
 from .ledger import GitError
-from .metrics import error_tail, read_log_text
 from .notes import clean_idea
 from .records import History, RunRecord
 from .recovery import recover
 from .scheduler import Scheduler
-from .setup import (SetupError, cached_platform, cleanup_worktrees_sync, detect_in_background, restore_branch_sync,
+from .setup import (SetupError, cached_platform, cleanup_worktrees_sync, detect_in_background, remote_state, restore_branch_sync,
                     setup_slots_sync, setup_sync)
 from .state import SessionLock
-from .trackers import find_run_url
-from .transcripts import answers_text, proposal_facts
-from .trial import write_notes
+from .recording import write_notes
 
 __all__ = ["Session", "SetupError"]
 
@@ -62,7 +58,7 @@ class Session:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._pending_said: set[str] = set()
         if hasattr(self.ctx.executor, "observer"):
-            self.ctx.executor.observer = self._run_state  # a remote run: queued, then running
+            self.ctx.executor.observer = lambda handle, state: remote_state(self.ctx, self._pending_said, handle, state)
 
     # ----------------------------------------------------------- for callers
     def subscribe(self, fn: Callable[[Event], None]) -> None:
@@ -213,58 +209,16 @@ class Session:
         return self.ctx.ledger.log(n)
 
     def experiment_diff(self, rec: RunRecord) -> str:
-        """The change an experiment made, as a unified diff ("" for the baseline). Raises GitError."""
-        if not rec.commit or rec.is_baseline:
-            return ""
-        return self.ctx.ledger.diff(rec.parent or rec.commit + "^", rec.commit)
+        return details.experiment_diff(self.ctx, rec)
 
     def experiment_detail(self, rec: RunRecord) -> str:
-        """The diff of an experiment, its facts and its log tail, as text."""
-        commit = rec.commit
-        try:
-            diff = self.experiment_diff(rec) or "(the baseline: no change)"
-        except (GitError, OSError) as e:
-            diff = f"(diff unavailable: {e})"
-        log_text = read_log_text(self.root / rec.log) if rec.log else ""
-        tail = error_tail(log_text, lines=25) if rec.log else ""
-        tracker = find_run_url(log_text)
-        if rec.exit_code is not None:
-            exit_text = str(rec.exit_code)
-        else:  # never exited by itself: killed, timed out, or never started
-            exit_text = f"none (crashed: {rec.crash_reason})" if rec.status == "crash" and rec.crash_reason else "none"
-        duration = f"{rec.duration_s:.1f} s" if rec.duration_s is not None else "—"
-        facts = [f"commit {commit or '—'}", f"ref {rec.ref or '—'}", f"metric {fmt_metric(rec.metric)}", f"exit {exit_text}",
-                 f"duration {duration}"]
-        if rec.crash_reason and rec.exit_code is not None:
-            facts.append(f"crash: {rec.crash_reason}")
-        if tracker:
-            facts.append(f"tracker: {tracker}")
-        facts += proposal_facts(rec)
-        if rec.early_stop:
-            facts.append(f"early stop: {rec.early_stop}")
-        return "\n".join(facts) + "\n\n" + diff + "\n──── curve ────\n" + self.curve_text(rec) + "\n──── log tail ────\n" + tail
+        return details.experiment_detail(self.ctx, rec)
 
     def curve_text(self, rec: RunRecord, width: int = 70, height: int = 10) -> str:
-        """The experiment's curve against the best run's and the baseline's (blocking file reads)."""
-        from .. import textplot
-        from . import curves
-
-        if not rec.curve:
-            return "(no curve: the log printed no 'step N (P%) | loss: X' lines; see progress_pattern)"
-        h = self.ctx.history
-        series: list[textplot.Series] = []
-        base, best = h.baseline(), h.best()
-        if base is not None and base.curve and base.iteration != rec.iteration:
-            series.append((f"baseline #{base.iteration}", "○", curves.load(self.root / base.curve)))
-        if best is not None and best.curve and best.iteration != rec.iteration:
-            series.append((f"best #{best.iteration}", "·", curves.load(self.root / best.curve)))
-        series.append((f"#{rec.iteration}", "●", curves.load(self.root / rec.curve)))
-        return textplot.plot(series, width, height)
+        return details.curve_text(self.ctx, rec, width, height)
 
     def experiment_answers(self, rec: RunRecord) -> str:
-        """The model's raw answers that led to an experiment (the rejected attempts first, each
-        with why), read from its transcripts."""
-        return answers_text(self.root, rec)
+        return details.experiment_answers(self.ctx, rec)
 
     # ------------------------------------------------------------------ main
     async def run(self) -> str:
@@ -377,29 +331,6 @@ class Session:
             ctx.set_phase(Phase.STOPPED)
             self.lock.release()
 
-    def _run_state(self, handle: Any, state: str) -> None:
-        """A remote executor saw a run queued or running: its slot's line says so; a job pending
-        longer than `pending_warn_s` is said once."""
-        ctx = self.ctx
-        slot = next((s for s in ctx.slots if s.handle is handle), None)
-        if slot is None:
-            return
-        if state == "running":
-            slot.started_at = handle.started_at
-            ctx.slot_state(slot, "running" if slot.kind != "baseline" else "baseline")
-            return
-        waited = now() - float(getattr(handle, "submitted_at", 0) or now())
-        reason = getattr(handle, "extra", {}).get("pending_reason", "")
-        slot.started_at = 0.0
-        if slot.state != "queued":
-            ctx.slot_state(slot, "queued")
-        key = str(getattr(handle, "job_id", id(handle)))
-        if waited > self.cfg.compute.pending_warn_s and key not in self._pending_said:
-            self._pending_said.add(key)
-            ctx.notice(f"#{slot.iteration}: job {key} has been pending for {waited / 60:.0f} min ({reason or 'no reason given'}); "
-                       "the budget counts from its start", "warning")
-
-    # ---------------------------------------------------------------- errors
     def _subscriber_failed(self, fn: Callable, ev: Event, tb: str) -> None:
         path = self.ctx.paths.state_dir / "errors.log"
         try:

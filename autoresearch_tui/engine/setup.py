@@ -152,6 +152,31 @@ def cleanup_worktrees_sync(ctx: Ctx) -> None:
         worktrees.prune(ctx.ledger, base, keep)
 
 
+# ------------------------------------------------------------- remote runs
+def remote_state(ctx: Ctx, said: set[str], handle: Any, state: str) -> None:
+    """A remote executor saw a run queued or running: its slot's line says so; a job pending
+    longer than `pending_warn_s` is said once."""
+    slot = next((s for s in ctx.slots if s.handle is handle), None)
+    if slot is None:
+        return
+    if state == "running":
+        slot.started_at = handle.started_at
+        ctx.slot_state(slot, "running" if slot.kind != "baseline" else "baseline")
+        return
+    waited = now() - float(getattr(handle, "submitted_at", 0) or now())
+    reason = getattr(handle, "extra", {}).get("pending_reason", "")
+    slot.started_at = 0.0
+    if slot.state != "queued":
+        ctx.slot_state(slot, "queued")
+    key = str(getattr(handle, "job_id", id(handle)))
+    if waited > ctx.cfg.compute.pending_warn_s and key not in said:
+        said.add(key)
+        ctx.notice(f"#{slot.iteration}: job {key} has been pending for {waited / 60:.0f} min ({reason or 'no reason given'}); "
+                   "the budget counts from its start", "warning")
+
+# ---------------------------------------------------------------- errors
+
+
 # ------------------------------------------------------------------ platform
 def machine_cache() -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")

@@ -8,67 +8,22 @@ start puts the branch on the best commit the records name.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
-from ..fsio import clean_text, fmt_metric
+from ..fsio import clean_text
 from ..proposers.base import Proposal
 from ..proposers.oom import raised_batch
 from . import curves, integrity, worktrees
 from .context import Ctx, Slot, now
 from .decision import decide, deltas
 from .curvewatch import follow_run
-from .events import Decision, Phase, ProgressReport, RunFinished, RunStarted
+from .events import Phase, RunFinished, RunStarted
 from .executors.base import Handle, RunSpec
-from .gate import Ready
-from .ledger import GitError
+from .jobs import Basis, Job
 from .measure import evaluate_run
-from .notes import render_notes
+from .moving import conclude, finish_sweep
 from .records import RunRecord
 from .runner import RunOutcome
-
-
-@dataclass
-class Job:
-    """What a slot runs next: a proposal, the baseline (a repeat: `repeat` > 1), a re-measurement
-    after an override, or an experiment re-applied onto a best that moved while it ran."""
-
-    kind: str  # proposal | baseline | remeasure | reapply
-    ready: Ready | None = None
-    repeat: int = 0
-    remeasure_of: int | None = None
-    reapply: RunRecord | None = None  # the record the re-applied experiment starts from (commit made)
-    basis: Basis | None = None  # the best when it started (set by prepare)
-    sweep: Sweep | None = None  # one value of a sweep: decided with the others
-
-
-@dataclass
-class Sweep:
-    """`sweep NAME v1 v2 …`: one experiment per value over free slots, decided as one step when
-    the last one is measured — the best value is kept only if it wins, the others are discarded."""
-
-    idea: str
-    size: int
-    measured: list[tuple[RunRecord, Basis | None]] = field(default_factory=list)
-    decided: bool = False
-
-    def drop(self) -> None:
-        """A value that will not run (a stop came before it started)."""
-        self.size -= 1
-
-    @property
-    def complete(self) -> bool:
-        return len(self.measured) >= self.size
-
-
-@dataclass
-class Basis:
-    """What an experiment must beat: the best (and its reference) when it started."""
-
-    commit: str
-    best: float | None
-    reference: float | None
-    n_reference: int
 
 
 def _files_base(ctx: Ctx, slot: Slot, commit: str) -> None:
@@ -249,79 +204,7 @@ async def finish(ctx: Ctx, slot: Slot, rec: RunRecord, handle: Handle, outcome: 
         rec.status = "discard"
     else:
         rec.status = await decide(ctx, slot, rec, basis)
-    return await _conclude(ctx, slot, [], rec)
-
-
-async def finish_sweep(ctx: Ctx, slot: Slot, sweep: Sweep) -> Job | None:
-    """Every value of a sweep is measured: the best one is decided like any experiment (it must
-    beat the best the sweep started from), the others are discarded with the reason."""
-    sweep.decided = True
-    sign = 1 if ctx.cfg.metric.direction == "minimize" else -1
-    scored = [(r, b) for r, b in sweep.measured if r.metric is not None and not r.crash_reason]
-    win = min(scored, key=lambda rb: sign * rb[0].metric)[0] if scored else None  # type: ignore[operator]
-    others: list[RunRecord] = []
-    for rec, basis in sorted(sweep.measured, key=lambda rb: rb[0].iteration):
-        if rec is win:
-            rec.status = await decide(ctx, slot, rec, basis)
-            continue
-        deltas(ctx, rec, basis)
-        rec.status = "crash" if rec.crash_reason else "discard"
-        if win is not None and not rec.crash_reason and not rec.discard_reason:
-            rec.discard_reason = f"sweep: #{win.iteration} ({win.description}) measured better"
-        others.append(rec)
-    if win is None:
-        return await _conclude(ctx, slot, others[:-1], others[-1])
-    return await _conclude(ctx, slot, others, win)
-
-
-async def _conclude(ctx: Ctx, slot: Slot, first: list[RunRecord], rec: RunRecord) -> Job | None:
-    """Record `first`, then `rec` — re-applied onto the best instead if the best moved while it ran."""
-    follow: Job | None = None
-    async with ctx.record_lock:
-        for r in first:
-            await record(ctx, r, slot)
-        if rec.status == "keep" and rec.is_experiment and rec.parent and rec.parent != ctx.best_commit():
-            follow = await ctx.thread(_reapply_sync, ctx, slot, rec)
-        await record(ctx, rec, slot)
-    return follow
-
-
-MAX_REAPPLY = 2  # an experiment re-applied this many times (the best kept moving) is discarded
-
-
-def _reapply_sync(ctx: Ctx, slot: Slot, rec: RunRecord) -> Job | None:
-    """(blocking) `rec` beat the best it started from, but the best moved while it ran: its change
-    is re-applied onto the new best (in this slot's worktree) and re-measured as a new experiment
-    before it can be kept. The branch head is always code that was measured. `rec` itself is
-    recorded as discard, with the reason."""
-    target = ctx.best_commit() or ""
-    best = ctx.history.best()
-    now_best = f"#{best.iteration}" if best else target[:7]
-    rec.status = "discard"
-    depth = 0
-    r: RunRecord | None = rec
-    while r is not None and r.reapply_of is not None:
-        depth += 1
-        r = ctx.history.get(r.reapply_of)
-    if slot.ledger is None or depth >= MAX_REAPPLY:
-        rec.discard_reason = f"beat the best it started from, but the best moved to {now_best} meanwhile (re-applied {depth} time(s) already)"
-        return None
-    try:
-        worktrees.checkout(slot.ledger, target, ctx.links, ctx.root)
-        sha = slot.ledger.cherry_pick_onto_head(rec.commit, f"{rec.description}\n\nRe-applied from #{rec.iteration} onto {now_best}.")
-    except GitError as e:
-        rec.discard_reason = f"beat the best it started from, but no longer applies onto the new best {now_best}: {e}"
-        return None
-    rec.discard_reason = f"beat the best it started from; the best moved to {now_best} meanwhile: re-applied onto it and re-measured"
-    first = RunRecord(iteration=rec.iteration, commit=sha, description=_reapplied(rec.description, now_best), hypothesis=rec.hypothesis,
-                      idea=rec.idea, mutation=rec.mutation, lines_added=rec.lines_added, lines_removed=rec.lines_removed,
-                      reapply_of=rec.iteration)
-    return Job("reapply", reapply=first)
-
-
-def _reapplied(desc: str, onto: str) -> str:
-    desc = desc.split(" (re-applied onto ", 1)[0]
-    return f"{desc} (re-applied onto {onto})"
+    return await conclude(ctx, slot, [], rec)
 
 
 def oom_no_retry(ctx: Ctx, rec: RunRecord) -> str:
@@ -349,58 +232,3 @@ def oom_no_retry(ctx: Ctx, rec: RunRecord) -> str:
     return f"the experiment raised the batch ({raised}): a smaller batch would undo the idea" if raised else ""
 
 
-async def record(ctx: Ctx, rec: RunRecord, slot: Slot | None = None) -> None:
-    """Append the row (fsynced), then move the branch, update notes and tell the subscribers."""
-    n, status = rec.iteration, rec.status
-    await ctx.thread(ctx.results.append, rec.to_dict())
-    ctx.history.add(rec)
-    ctx.in_flight.pop(n, None)
-    if rec.is_experiment:
-        ctx.experiments_this_session += 1
-    if rec.is_remeasure and status == "crash":
-        ctx.notice(f"the re-measurement after the override of #{rec.remeasure_of} crashed; the branch goes back to the best measured commit",
-                   "error")
-    await ctx.thread(_after_record_sync, ctx, rec)
-    if rec.idea:
-        outcome = f"#{n} {status}" + (f" ({fmt_metric(rec.metric)})" if rec.metric is not None else "")
-        await ctx.thread(ctx.mark_idea, rec.idea, "tried", outcome)
-    ctx.set_phase({"keep": Phase.KEPT, "discard": Phase.DISCARDED, "crash": Phase.CRASHED}[status], n, rec.description, slot=slot)
-    h = ctx.history
-    best, base = h.best(), h.baseline()
-    # copies: a subscriber must not see a record change after the event (an override does that)
-    ctx.bus.emit(Decision(replace(rec), best and replace(best), base and replace(base), ctx.experiments_this_session))
-    done = len(h.experiments())
-    if done and done % 10 == 0 and rec.is_experiment:
-        ctx.bus.emit(ProgressReport(done, progress_line(ctx)))
-
-
-def _after_record_sync(ctx: Ctx, rec: RunRecord) -> None:
-    target = ctx.best_commit()
-    if target and rec.status != "keep":
-        # check_git_after_run has just put HEAD back on the research branch if a run moved it
-        ctx.ledger.reset_hard(target, verified=len(rec.commit) == 40)
-    elif rec.status == "keep":
-        # the branch moves to the kept commit (made in a slot's worktree), or the run may have
-        # changed tracked files: back to exactly the kept commit
-        if ctx.own_trees or ctx.ledger.tracked_changes():
-            ctx.ledger.reset_hard(rec.commit)
-    ctx.state.set_item("inflight_runs", rec.iteration, None, pending_commits=(rec.iteration, None))
-    write_notes(ctx)
-
-
-def write_notes(ctx: Ctx) -> None:
-    before, after = render_notes(ctx.cfg, ctx.history, ctx.platform)
-    ctx.notes.rewrite(before, after)
-
-
-def progress_line(ctx: Ctx) -> str:
-    h = ctx.history
-    c = h.counts()
-    done = c["keep"] + c["discard"] + c["crash"]
-    best, base = h.best(), h.baseline()
-    if best is None or best.metric is None:
-        b = "best —"
-    else:
-        pct = f" ({(best.metric - base.metric) / abs(base.metric) * 100:+.2f}% vs baseline)" if base and base.metric else ""
-        b = f"best {fmt_metric(best.metric)}{pct}"
-    return f"=== Iteration {done}: {b}, {c['keep']} keep / {c['discard']} discard / {c['crash']} crash ==="
