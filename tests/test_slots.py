@@ -101,8 +101,9 @@ def test_three_slots_run_at_once_each_in_its_own_worktree_on_its_own_gpu(tmp_pat
 
     async def driver(eng, events):
         await until(lambda: gate.arrived() == 3, 120, "three experiments held at the gate at once")
-        running = [s for s in eng.slots if s.state == ev.Phase.RUNNING]
-        assert len(running) == 3 and len({s.iteration for s in running}) == 3
+        # (a run can reach the gate before the engine has announced it: wait for the slots' lines)
+        await until(lambda: sum(s.state == ev.Phase.RUNNING for s in eng.slots) == 3, 60, lambda: f"three running slots: {eng.slots}")
+        assert len({s.iteration for s in eng.slots}) == 3
         gate.open()
 
     from conftest import drive_engine
@@ -211,6 +212,7 @@ def test_kill_one_slot_leaves_the_others_running_and_stop_now_kills_all(tmp_path
 
     async def driver(eng, events):
         await until(lambda: gate.arrived() == 3, 120, "three experiments running")
+        await until(lambda: all(s.handle is not None for s in eng.ctx.slots), 60, "the engine holding all three runs")
         pids = [gate.pid(t) for t in range(3)]
         victim = eng.ctx.slots[1]
         n = victim.iteration

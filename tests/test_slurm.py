@@ -165,6 +165,7 @@ def test_a_job_cancelled_by_someone_else_is_a_crash_with_that_reason_and_x_kills
 
     async def driver(eng, events):
         await until(lambda: gate.arrived() == 2, 120, "two jobs running")
+        await until(lambda: sum(s.handle is not None for s in eng.ctx.slots) == 2, 60, "the engine holding both jobs")
         a, b = sorted((s for s in eng.ctx.slots if s.handle is not None), key=lambda s: s.iteration)
         na, nb = a.iteration, b.iteration
         await asyncio.to_thread(subprocess.run, ["scancel", a.handle.job_id], check=True)  # someone else cancels #a
