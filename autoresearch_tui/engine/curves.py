@@ -165,11 +165,3 @@ def verdict(live: list[tuple[float, float]], best: list[tuple[float, float]], re
         return ""  # closing the gap: at this pace it would catch up by the end (a late bloomer may win)
     ref = at(best, pos)
     return f"{EARLY} at {pos:.0%}: loss {loss:.4g} vs best {ref:.4g} at the same point"
-
-
-def to_json(points: list[tuple[float, float]]) -> list[list[float]]:
-    return [[p, v] for p, v in points]
-
-
-def summary_of(points: list[tuple[float, float]]) -> dict[str, Any]:
-    return {"n": len(points), "last": points[-1] if points else None}
