@@ -22,7 +22,6 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .policy import pooled_spread
 
